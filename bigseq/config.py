@@ -1,0 +1,174 @@
+"""Typed config dataclasses -> fairseq-style CLI flags and YAML files.
+
+A config is a ``@dataclass(kw_only=True)`` whose fields carry a docstring (a
+string literal on the line after the field) that becomes the flag's --help
+text. ``--decoder-layers`` is the flag of field ``decoder_layers``; a YAML file
+given with ``--config`` uses the same names (dashes or underscores), flat.
+Precedence: dataclass default (or the named architecture) < YAML < flags.
+Unknown YAML keys and misspelled flags are errors that suggest the closest name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import functools
+import inspect
+import sys
+import textwrap
+import types
+import typing
+from typing import Any, Literal
+
+import yaml
+
+from bigseq.errors import BigseqError
+from bigseq.registry import did_you_mean
+
+
+@functools.lru_cache(maxsize=None)
+def field_docs(cls: type) -> dict[str, str]:
+    """Docstrings of a dataclass's fields (and its bases'), read from the source."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body
+        for node, nxt in zip(body, body[1:] + [None]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _unwrap_optional(tp):
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _converter(tp, flag: str):
+    """(argparse type callable, choices, nargs) for a field type."""
+    tp, _ = _unwrap_optional(tp)
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = list(typing.get_args(tp))
+        return type(choices[0]), choices, None
+    if origin in (list, tuple):
+        (inner,) = typing.get_args(tp)[:1]
+        conv, choices, _ = _converter(inner, flag)
+        return conv, choices, "+"
+    if tp in (int, float, str):
+        return tp, None, None
+    raise TypeError(f"config field for {flag}: unsupported type {tp!r}")
+
+
+def _coerce(value, tp, key: str):
+    """Type-check a value coming from YAML or a saved checkpoint config."""
+    base, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise BigseqError(f"config key '{key}' cannot be null")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        raise BigseqError(f"config key '{key}' must be true or false, got {value!r}")
+    conv, choices, nargs = _converter(base, key)
+    try:
+        out = [conv(v) for v in value] if nargs else conv(value)
+    except (TypeError, ValueError):
+        raise BigseqError(f"config key '{key}' must be {getattr(base, '__name__', base)}, got {value!r}") from None
+    for v in (out if nargs else [out]):
+        if choices and v not in choices:
+            raise BigseqError(f"config key '{key}' must be one of {choices}, got {v!r}")
+    return out
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, title: str) -> list[str]:
+    """Add one flag per field of ``cls`` (default SUPPRESS: only given flags land)."""
+    group = parser.add_argument_group(title)
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    dests = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.metadata.get("cli") is False:
+            continue
+        tp = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        doc = docs.get(f.name, "")
+        help_text = f"{doc} (default: {default})" if default is not None else doc
+        help_text = help_text.replace("%", "%%")
+        if f.metadata.get("positional"):
+            group.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=help_text)
+        elif _unwrap_optional(tp)[0] is bool:
+            group.add_argument(flag_name(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)
+        else:
+            conv, choices, nargs = _converter(tp, flag_name(f.name))
+            group.add_argument(flag_name(f.name), dest=f.name, type=conv, choices=choices, nargs=nargs,
+                               default=argparse.SUPPRESS, help=help_text, metavar=None if choices else f.name.upper())
+        dests.append(f.name)
+    return dests
+
+
+def build_config(cls: type, base: Any, values: dict[str, Any]):
+    """``base`` (an instance of cls, or None for the defaults) updated with ``values``."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    updates = {k: _coerce(v, hints[k], k) for k, v in values.items() if k in names}
+    obj = dataclasses.replace(base, **updates) if base is not None else cls(**updates)
+    return obj
+
+
+def config_to_dict(obj) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+class FlagParser(argparse.ArgumentParser):
+    """argparse that turns 'unrecognized arguments' into a did-you-mean error line."""
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            known = [o for a in self._actions for o in a.option_strings]
+            bad = message.split(":", 1)[1].split()
+            hints = [f"{b}{did_you_mean(b.split('=')[0], known)}" for b in bad if b.startswith("-")]
+            if hints:
+                message = "unknown flag " + "; ".join(hints)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise BigseqError(f"--config {path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise BigseqError(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise BigseqError(f"--config {path}: expected a mapping of option: value at the top level")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def check_yaml_keys(yaml_values: dict[str, Any], known: set[str], path: str) -> None:
+    for key in yaml_values:
+        if key not in known:
+            raise BigseqError(f"--config {path}: unknown key '{key}'{did_you_mean(key, known)}")
+
+
+def main_argv(argv=None) -> list[str]:
+    return list(sys.argv[1:] if argv is None else argv)

@@ -1,0 +1,250 @@
+"""The training config: generic sections + the chosen components' configs.
+
+``parse_train_config(argv)`` is what ``bigseq train`` runs: a first pass reads
+--config/--user-dir and the component names (--task, --arch, --criterion,
+--optimizer, --lr-scheduler), a second pass adds every field of the chosen
+components as a flag. Batch sizes are GLOBAL (summed over data-parallel ranks)
+so the same flags give the same updates on any world size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bigseq import registry
+from bigseq.config import (FlagParser, add_dataclass_args, build_config, check_yaml_keys, load_yaml,
+                           main_argv)
+from bigseq.errors import BigseqError
+
+
+@dataclass(kw_only=True)
+class CommonConfig:
+    seed: int = 1
+    """Random seed: weights are a function of (seed, parameter name); data order of (seed, epoch)."""
+    log_interval: int = 10
+    """Log training stats every N updates."""
+    log_format: Literal["tqdm", "simple", "json", "none"] | None = None
+    """Progress/log format; default: a tqdm bar on a terminal, 'simple' lines otherwise."""
+    log_file: str | None = None
+    """Also write every logged stats record to this file as JSON lines."""
+    tensorboard_logdir: str | None = None
+    """Write TensorBoard scalars under this folder."""
+    max_nonfinite_updates: int = 5
+    """Stop with an error after this many consecutive updates with a non-finite loss (each is skipped)."""
+
+
+@dataclass(kw_only=True)
+class DatasetConfig:
+    batch_size: int | None = None
+    """Sentences per micro-batch, GLOBAL over data-parallel ranks (must divide by the DP world size)."""
+    max_tokens: int | None = None
+    """Max tokens per micro-batch, GLOBAL over data-parallel ranks (padding included)."""
+    train_subset: str = "train"
+    """Split to train on."""
+    valid_subset: str = "valid"
+    """Split to validate on (comma-separated for several)."""
+    validate_interval: int = 1
+    """Validate every N epochs (0: never at epoch ends)."""
+    validate_interval_updates: int = 0
+    """Also validate every N updates (0: off)."""
+    disable_validation: bool = False
+    """Never validate."""
+
+
+@dataclass(kw_only=True)
+class OptimizationConfig:
+    lr: float = 5e-4
+    """Peak learning rate (schedulers warm up to it)."""
+    max_update: int = 0
+    """Stop after this many updates (0: no limit)."""
+    max_epoch: int = 0
+    """Stop after this many epochs (0: no limit)."""
+    update_freq: int = 1
+    """Accumulate gradients over N micro-batches per update."""
+    clip_norm: float = 0.0
+    """Clip the global gradient norm to this value (0: no clipping)."""
+
+
+@dataclass(kw_only=True)
+class CheckpointConfig:
+    save_dir: str = "checkpoints"
+    """Folder for checkpoints; training resumes from its latest checkpoint automatically."""
+    save_interval: int = 1
+    """Save at the end of every N epochs."""
+    save_interval_updates: int = 0
+    """Also save every N updates (0: off)."""
+    keep_last_checkpoints: int = -1
+    """Keep only the last N update checkpoints (-1: keep all)."""
+    no_save: bool = False
+    """Do not save checkpoints."""
+    finetune_from_model: str | None = None
+    """Start from this checkpoint's weights only (fresh optimizer, schedule and data position)."""
+
+
+@dataclass(kw_only=True)
+class DistributedConfig:
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Training precision; fp16 uses dynamic loss scaling (overflow steps are skipped and counted)."""
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    """DeepSpeed ZeRO stage."""
+    offload_optimizer: Literal["none", "cpu"] = "none"
+    """Keep optimizer states on the CPU (DeepSpeedCPUAdam); needs --zero-stage >= 1."""
+    deepspeed_config: str | None = None
+    """A DeepSpeed JSON config (e.g. ds_configs/zero2.json); bigseq fills its "auto" values, explicit ones win."""
+
+
+SECTIONS = {
+    "common": CommonConfig,
+    "dataset": DatasetConfig,
+    "optimization": OptimizationConfig,
+    "checkpoint": CheckpointConfig,
+    "distributed": DistributedConfig,
+}
+COMPONENT_DEFAULTS = {
+    "task": "language_modeling",
+    "arch": "llama_tiny",
+    "criterion": "cross_entropy",
+    "optimizer": "adamw",
+    "lr_scheduler": "fixed",
+}
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    common: CommonConfig
+    dataset: DatasetConfig
+    optimization: OptimizationConfig
+    checkpoint: CheckpointConfig
+    distributed: DistributedConfig
+    names: dict[str, str]
+    """Chosen component names: task, arch, model, criterion, optimizer, lr_scheduler."""
+    task: Any
+    model: Any
+    criterion: Any
+    optimizer: Any
+    lr_scheduler: Any
+
+
+def component_classes(names: dict[str, str]) -> dict[str, tuple[type, Any]]:
+    """component -> (config class, base instance or None) for the chosen names."""
+    model_name, arch_fn = registry.ARCH_REGISTRY.get(names["arch"])
+    names["model"] = model_name
+    out = {
+        "task": (registry.TASK_REGISTRY.get(names["task"]).config_cls, None),
+        "model": (registry.MODEL_REGISTRY.get(model_name).config_cls, arch_fn()),
+        "criterion": (registry.CRITERION_REGISTRY.get(names["criterion"]).config_cls, None),
+        "optimizer": (registry.OPTIMIZER_REGISTRY.get(names["optimizer"]).config_cls, None),
+        "lr_scheduler": (registry.LR_SCHEDULER_REGISTRY.get(names["lr_scheduler"]).config_cls, None),
+    }
+    return out
+
+
+def _pre_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--config")
+    p.add_argument("--user-dir", dest="user_dir")
+    for name in COMPONENT_DEFAULTS:
+        p.add_argument("--" + name.replace("_", "-"), dest=name)
+    return p
+
+
+def load_components(user_dir: str | None) -> None:
+    registry.import_builtin_components()
+    registry.load_plugins()
+    if user_dir:
+        registry.import_user_dir(user_dir)
+
+
+def _add_meta_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("components")
+    g.add_argument("--config", help="YAML file of option: value pairs (same names as the flags; flags win)")
+    g.add_argument("--user-dir", help="Folder (Python package) of your own registered components")
+    g.add_argument("--task", help=f"Task: {', '.join(registry.TASK_REGISTRY.names())}")
+    g.add_argument("--arch", "-a", help=f"Model architecture: {', '.join(registry.ARCH_REGISTRY.names())}")
+    g.add_argument("--criterion", help=f"Loss: {', '.join(registry.CRITERION_REGISTRY.names())}")
+    g.add_argument("--optimizer", help=f"Optimizer: {', '.join(registry.OPTIMIZER_REGISTRY.names())}")
+    g.add_argument("--lr-scheduler", help=f"LR schedule: {', '.join(registry.LR_SCHEDULER_REGISTRY.names())}")
+    g.add_argument("--local_rank", "--local-rank", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def parse_train_config(argv=None, prog: str = "bigseq train") -> TrainConfig:
+    argv = main_argv(argv)
+    pre, _ = _pre_parser().parse_known_args(argv)
+    yaml_values = load_yaml(pre.config) if pre.config else {}
+    load_components(pre.user_dir or yaml_values.get("user_dir"))
+    names = {k: getattr(pre, k) or yaml_values.get(k) or d for k, d in COMPONENT_DEFAULTS.items()}
+    classes = component_classes(names)
+
+    parser = FlagParser(prog=prog, description="Train a model inside a DeepSpeed engine.")
+    _add_meta_args(parser)
+    seen: set[str] = set()
+    owner: dict[str, list[str]] = {}
+    groups = {**SECTIONS, **{k: cls for k, (cls, _) in classes.items()}}
+    for section, cls in groups.items():
+        title = f"{section} ({names[section]})" if section in names else section
+        for f in dataclasses.fields(cls):
+            owner.setdefault(f.name, []).append(section)
+        sub = _SubParser(parser, seen)
+        add_dataclass_args(sub, cls, title)
+    args = vars(parser.parse_args(argv))
+
+    known = set(owner) | set(COMPONENT_DEFAULTS) | {"user_dir"}
+    check_yaml_keys(yaml_values, known, pre.config or "")
+    values = {k: v for k, v in yaml_values.items() if k not in COMPONENT_DEFAULTS}
+    values.update({k: v for k, v in args.items() if k not in ("config", "user_dir", "local_rank", *COMPONENT_DEFAULTS)})
+
+    built = {s: build_config(cls, None, values) for s, cls in SECTIONS.items()}
+    for comp, (cls, base) in classes.items():
+        built[comp] = build_config(cls, base, values)
+    cfg = TrainConfig(names=names, **built)
+    validate_train_config(cfg)
+    return cfg
+
+
+class _SubParser:
+    """Adds a dataclass's flags to the parser, skipping names another section already owns."""
+
+    def __init__(self, parser, seen: set[str]):
+        self._parser, self._seen = parser, seen
+
+    def add_argument_group(self, title):
+        group = self._parser.add_argument_group(title)
+        seen = self._seen
+
+        class _Group:
+            def add_argument(self, *flags, **kw):
+                dest = kw.get("dest") or flags[0]
+                if dest in seen:
+                    return
+                seen.add(dest)
+                group.add_argument(*flags, **kw)
+        return _Group()
+
+
+def validate_train_config(cfg: TrainConfig) -> None:
+    d, o = cfg.dataset, cfg.optimization
+    if d.batch_size is None and d.max_tokens is None:
+        raise BigseqError("set --batch-size N or --max-tokens N (global over data-parallel ranks)")
+    if d.batch_size is not None and d.batch_size <= 0 or d.max_tokens is not None and d.max_tokens <= 0:
+        raise BigseqError("--batch-size and --max-tokens must be positive")
+    if o.update_freq < 1:
+        raise BigseqError("--update-freq must be >= 1")
+    if cfg.distributed.offload_optimizer == "cpu" and cfg.distributed.zero_stage == 0:
+        raise BigseqError("--offload-optimizer cpu needs --zero-stage 1, 2 or 3")
+
+
+def train_config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Rebuild a TrainConfig saved in a checkpoint (components must be registered)."""
+    names = dict(d["names"])
+    classes = component_classes(names)
+    built = {s: build_config(cls, None, d.get(s, {})) for s, cls in SECTIONS.items()}
+    for comp, (cls, base) in classes.items():
+        built[comp] = build_config(cls, base, d.get(comp, {}))
+    return TrainConfig(names=names, **built)
