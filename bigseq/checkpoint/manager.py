@@ -1,0 +1,118 @@
+"""Save and resume a training run.
+
+Layout = DeepSpeed's (save_dir/<tag>/..., save_dir/latest) + bigseq's client
+state (config, updates, iterator position, every rank's RNG state, universal
+checkpoint info) and a small `bigseq_meta.json` per tag, written LAST: a tag
+without it is partial. `latest` is replaced atomically only after every rank
+finished writing, so a crash mid-save resumes from the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import torch.distributed as dist
+from deepspeed.checkpoint.constants import UNIVERSAL_CHECKPOINT_INFO
+
+from bigseq.checkpoint import files
+from bigseq.checkpoint.rng import gather_rng_states, set_rng_state
+from bigseq.errors import BigseqError
+from bigseq.options import train_config_to_dict
+
+_TAG_RE = re.compile(r"^checkpoint_(\d+)$")
+
+
+def _barrier(world_size: int) -> None:
+    if world_size > 1:
+        dist.barrier()
+
+
+def save(trainer, save_dir: str, extra_state: dict) -> str:
+    """Collective: every rank calls it. Returns the tag written."""
+    env = trainer.env
+    tag = f"checkpoint_{trainer.num_updates}"
+    cfg_dict = train_config_to_dict(trainer.cfg)
+    client_state = {
+        "bigseq": {
+            **extra_state,
+            "num_updates": trainer.num_updates,
+            "skipped_nonfinite": trainer.skipped_nonfinite,
+            "skipped_overflow": trainer.skipped_overflow,
+            "rng": gather_rng_states(env.world_size),
+            "world_size": env.world_size,
+            "cfg": cfg_dict,
+        },
+        UNIVERSAL_CHECKPOINT_INFO: {"universal_checkpoint_version": 0.2},
+    }
+    trainer.engine.save_checkpoint(save_dir, tag=tag, client_state=client_state, save_latest=False)
+    _barrier(env.world_size)
+    if env.is_main:
+        meta = {"tag": tag, "num_updates": trainer.num_updates, "world_size": env.world_size,
+                "zero_stage": trainer.engine.zero_optimization_stage(), "vocab_size": trainer.task.vocab_size,
+                "names": trainer.cfg.names, "cfg": cfg_dict}
+        files.write_json(os.path.join(save_dir, tag, files.META_FILE), meta)
+        files.atomic_write_text(os.path.join(save_dir, "latest"), tag)
+        prune(save_dir, trainer.cfg.checkpoint.keep_last_checkpoints, keep=tag)
+    _barrier(env.world_size)
+    return tag
+
+
+def prune(save_dir: str, keep_last: int, keep: str) -> None:
+    if keep_last < 0:
+        return
+    tags = sorted((int(m.group(1)), name) for name in os.listdir(save_dir) if (m := _TAG_RE.match(name)))
+    for _, name in tags[:-keep_last] if keep_last > 0 else tags:
+        if name != keep:
+            shutil.rmtree(os.path.join(save_dir, name), ignore_errors=True)
+
+
+def check_compatible(meta: dict, trainer, where: str) -> None:
+    """Refuse a checkpoint of another architecture / vocabulary / incompatible layout."""
+    cfg = trainer.cfg
+    saved_model, current_model = meta["cfg"]["model"], train_config_to_dict(cfg)["model"]
+    diffs = [k for k in current_model if k in saved_model and saved_model[k] != current_model[k]
+             and k not in ("dropout", "attention_dropout", "activation_dropout", "attention_impl")]
+    if meta["names"].get("model") != cfg.names.get("model") or diffs:
+        detail = ", ".join(f"{k}: saved {saved_model[k]!r} vs now {current_model[k]!r}" for k in diffs[:3])
+        raise BigseqError(f"checkpoint {where} is of another architecture (--arch {meta['names'].get('arch')}"
+                          f"{'; ' + detail if detail else ''}); use the same --arch/model flags or another --save-dir")
+    if meta["vocab_size"] != trainer.task.vocab_size:
+        raise BigseqError(f"checkpoint {where} has a vocabulary of {meta['vocab_size']} but the data has "
+                          f"{trainer.task.vocab_size}; use the data it was trained on or another --save-dir")
+    if meta["world_size"] != trainer.env.world_size and meta["zero_stage"] > 0:
+        raise BigseqError(f"checkpoint {where} was saved by {meta['world_size']} ranks with ZeRO stage "
+                          f"{meta['zero_stage']}, this run has {trainer.env.world_size}; resume with "
+                          f"{meta['world_size']} ranks, or convert it to a universal checkpoint first")
+
+
+def load(trainer, save_dir: str) -> dict | None:
+    """Resume from save_dir/latest if there is one; returns bigseq's client state."""
+    tag = files.read_latest(save_dir) if os.path.isdir(save_dir) else None
+    if tag is None:
+        return None
+    where = os.path.join(save_dir, tag)
+    check_compatible(files.read_meta(where), trainer, where)
+    path, client = trainer.engine.load_checkpoint(save_dir, tag=tag)
+    if path is None:
+        raise BigseqError(f"could not load checkpoint {where}; it may be damaged: remove it and point "
+                          f"{os.path.join(save_dir, 'latest')} at an earlier one")
+    state = client["bigseq"]
+    trainer.num_updates = state["num_updates"]
+    trainer.skipped_nonfinite = state.get("skipped_nonfinite", 0)
+    trainer.skipped_overflow = state.get("skipped_overflow", 0)
+    rngs = state.get("rng", [])
+    if len(rngs) == trainer.env.world_size:
+        set_rng_state(rngs[trainer.env.rank])
+    return state
+
+
+def load_weights_only(trainer, path: str) -> None:
+    """--finetune-from-model: weights of another run, fresh optimizer/schedule/data position."""
+    save_dir, tag = files.resolve_checkpoint(path)
+    where = os.path.join(save_dir, tag)
+    meta = files.read_meta(where)
+    check_compatible({**meta, "world_size": trainer.env.world_size}, trainer, where)
+    trainer.engine.load_checkpoint(save_dir, tag=tag, load_module_only=True, load_optimizer_states=False,
+                                   load_lr_scheduler_states=False)

@@ -1,0 +1,1 @@
+"""Thin entry points: parse, call, turn BigseqError into one line."""

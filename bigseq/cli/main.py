@@ -1,0 +1,42 @@
+"""`bigseq <command> ...`: dispatch to the thin mains in bigseq/cli/."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "preprocess": ("bigseq.cli.preprocess", "Tokenize and binarize raw text into mmap .bin/.idx files"),
+    "train": ("bigseq.cli.train", "Train a model inside a DeepSpeed engine"),
+    "validate": ("bigseq.cli.validate", "Loss and perplexity of a checkpoint on a split"),
+    "eval-lm": ("bigseq.cli.eval_lm", "Evaluate a language model checkpoint (loss in nats, perplexity)"),
+    "generate": ("bigseq.cli.generate", "Sample or greedy-decode from a language model checkpoint"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: bigseq <command> [options]", "", "commands:"]
+    lines += [f"  {name:<11} {doc}" for name, (_, doc) in COMMANDS.items()]
+    lines += ["", "`bigseq <command> --help` lists each command's flags."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        import difflib
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        print(f"bigseq: error: unknown command '{name}'{hint}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    from bigseq.cli.errors import run_main
+    return run_main(module.main, rest, prog=f"bigseq {name}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""`bigseq train`: parse flags, build task/model/criterion, hand them to the Trainer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+
+from bigseq import options, tasks
+from bigseq.checkpoint import files as ckpt_files
+from bigseq.checkpoint import manager as ckpt
+from bigseq.distributed import engine as ds_engine
+from bigseq.distributed.launch_env import init_distributed
+from bigseq.errors import BigseqError
+from bigseq.trainer import Trainer
+from bigseq.train_loop import train
+
+log = logging.getLogger("bigseq.train")
+
+
+def seed_everything(seed: int, rank: int) -> None:
+    # dropout differs across ranks (different data), but is reproducible per rank
+    random.seed(seed + rank)
+    np.random.seed(seed + rank)
+    torch.manual_seed(seed + rank)
+
+
+def main(argv=None):
+    cfg = options.parse_train_config(argv)
+    if not cfg.checkpoint.no_save:
+        ckpt_files.check_writable(cfg.checkpoint.save_dir)
+    env = init_distributed()
+    quiet_deepspeed(env)
+    seed_everything(cfg.common.seed, env.rank)
+    task = tasks.setup_task(cfg.names["task"], cfg.task)
+    task.load_dataset(cfg.dataset.train_subset)
+    if not cfg.dataset.disable_validation:
+        for split in cfg.dataset.valid_subset.split(","):
+            task.load_dataset(split)
+    with ds_engine.model_init_context(cfg):
+        model = task.build_model(cfg.names["model"], cfg.model)
+    model.reset_parameters(cfg.common.seed)
+    criterion = task.build_criterion(cfg.names["criterion"], cfg.criterion)
+    trainer = Trainer(cfg, task, model, criterion, env)
+    if env.is_main:
+        print(f"bigseq | model {cfg.names['arch']}: {trainer.num_params:,} parameters | "
+              f"world size {env.world_size} | ZeRO {trainer.engine.zero_optimization_stage()} | "
+              f"precision {trainer.precision}", flush=True)
+    resume = ckpt.load(trainer, cfg.checkpoint.save_dir)
+    if resume is None and cfg.checkpoint.finetune_from_model:
+        ckpt.load_weights_only(trainer, cfg.checkpoint.finetune_from_model)
+    if resume is not None and env.is_main:
+        print(f"bigseq | resumed from {cfg.checkpoint.save_dir} at update {trainer.num_updates}", flush=True)
+    run = train(cfg, trainer, task, env, resume)
+    if env.is_main:
+        print(f"bigseq | done: {trainer.num_updates} updates, epoch {run.itr.epoch}", flush=True)
+    return run
+
+
+def quiet_deepspeed(env) -> None:
+    """DeepSpeed logs at INFO on every rank; users read bigseq's log instead."""
+    from deepspeed.utils import logger as ds_logger
+    ds_logger.setLevel(logging.WARNING if env.is_main else logging.ERROR)
+    if os.environ.get("BIGSEQ_DS_VERBOSE"):
+        ds_logger.setLevel(logging.INFO)
+
+
+def cli_main(argv=None) -> int:
+    from bigseq.cli.errors import run_main
+    return run_main(main, argv, prog="bigseq train")
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli_main())

@@ -1,0 +1,1 @@
+"""The only package (with checkpoint/) that talks to DeepSpeed."""

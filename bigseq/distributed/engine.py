@@ -1,0 +1,131 @@
+"""The ONE place deepspeed.initialize is called.
+
+Assembles the DeepSpeed config (a ds_configs/ template or bigseq's defaults,
+whose "auto" values are filled from bigseq's flags; explicit values in the
+template win), builds bigseq's own optimizer and LR scheduler, and wraps them
+and the model in a DeepSpeed engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+
+import torch
+
+from bigseq import registry
+from bigseq.errors import BigseqError
+from bigseq.distributed.skipping import SkippableLRScheduler, make_step_skippable
+
+_DEFAULT_TEMPLATE = {
+    "train_batch_size": "auto",
+    "train_micro_batch_size_per_gpu": "auto",
+    "gradient_accumulation_steps": "auto",
+    "gradient_clipping": "auto",
+    "bf16": {"enabled": "auto"},
+    "fp16": {"enabled": "auto", "loss_scale": 0, "initial_scale_power": 16},
+    "zero_optimization": {"stage": "auto"},
+    "steps_per_print": 10**9,
+    "wall_clock_breakdown": False,
+}
+
+
+def load_template(path: str | None) -> dict:
+    if path is None:
+        return copy.deepcopy(_DEFAULT_TEMPLATE)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise BigseqError(f"--deepspeed-config {path}: file not found (templates are in ds_configs/)") from None
+    except json.JSONDecodeError as e:
+        raise BigseqError(f"--deepspeed-config {path}: not valid JSON ({e})") from None
+
+
+def _fill(template: dict, key: str, value) -> None:
+    if template.get(key, "auto") == "auto":
+        template[key] = value
+
+
+def build_ds_config(cfg, dp_size: int) -> dict:
+    """DeepSpeed config for this run; "auto" and missing values come from cfg."""
+    ds = load_template(cfg.distributed.deepspeed_config)
+    d, o, dist = cfg.dataset, cfg.optimization, cfg.distributed
+    micro = d.batch_size // dp_size if d.batch_size else 1  # nominal when batching by --max-tokens
+    _fill(ds, "train_micro_batch_size_per_gpu", micro)
+    _fill(ds, "gradient_accumulation_steps", o.update_freq)
+    _fill(ds, "train_batch_size", ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * dp_size)
+    _fill(ds, "gradient_clipping", o.clip_norm)
+    for prec in ("bf16", "fp16"):
+        section = ds.setdefault(prec, {})
+        _fill(section, "enabled", dist.precision == prec)
+    zero = ds.setdefault("zero_optimization", {})
+    _fill(zero, "stage", dist.zero_stage)
+    if dist.offload_optimizer == "cpu":
+        zero.setdefault("offload_optimizer", {"device": "cpu"})
+    if ds["gradient_accumulation_steps"] != o.update_freq:
+        raise BigseqError(f"--deepspeed-config sets gradient_accumulation_steps={ds['gradient_accumulation_steps']} "
+                          f"but --update-freq is {o.update_freq}; make them equal or set it to \"auto\"")
+    ds.setdefault("steps_per_print", 10**9)
+    # bigseq's optimizers (sgd, adafactor, ...) are ordinary torch optimizers; ZeRO partitions any of them
+    ds.setdefault("zero_allow_untested_optimizer", True)
+    return ds
+
+
+def effective_precision(ds_config: dict) -> str:
+    if ds_config.get("bf16", {}).get("enabled"):
+        return "bf16"
+    if ds_config.get("fp16", {}).get("enabled"):
+        return "fp16"
+    return "fp32"
+
+
+def offloads_optimizer(ds_config: dict) -> bool:
+    off = ds_config.get("zero_optimization", {}).get("offload_optimizer") or {}
+    return off.get("device", "none") == "cpu"
+
+
+def build_optimizer(cfg, params, ds_config: dict):
+    name = cfg.names["optimizer"]
+    opt_cls = registry.OPTIMIZER_REGISTRY.get(name).cls
+    if offloads_optimizer(ds_config):
+        kwargs = opt_cls.cpu_offload_kwargs(cfg.optimizer) if hasattr(opt_cls, "cpu_offload_kwargs") else None
+        if kwargs is None:
+            raise BigseqError(f"--offload-optimizer cpu works with --optimizer adam or adamw, not '{name}'")
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+        return DeepSpeedCPUAdam(params, lr=cfg.optimization.lr, **kwargs)
+    return registry.OPTIMIZER_REGISTRY.build(name, cfg.optimizer, params, lr=cfg.optimization.lr)
+
+
+def build_lr_scheduler(cfg, optimizer):
+    name = cfg.names["lr_scheduler"]
+    return registry.LR_SCHEDULER_REGISTRY.build(name, cfg.lr_scheduler, optimizer, lr=cfg.optimization.lr,
+                                                max_update=cfg.optimization.max_update)
+
+
+def initialize(cfg, model: torch.nn.Module, dp_size: int):
+    """-> (engine, optimizer, lr_scheduler, ds_config). Non-finite updates can be skipped via the returned objects."""
+    import deepspeed
+
+    ds_config = build_ds_config(cfg, dp_size)
+    optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad], ds_config)
+    make_step_skippable(optimizer)
+    scheduler = SkippableLRScheduler(build_lr_scheduler(cfg, optimizer), optimizer)
+    try:
+        engine, ds_optimizer, _, ds_scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+    except (AssertionError, ValueError) as e:
+        raise BigseqError(f"DeepSpeed rejected the configuration: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                          f" (check --deepspeed-config, --zero-stage, --precision, batch sizes)") from None
+    return engine, optimizer, scheduler, ds_config
+
+
+def model_init_context(cfg):
+    """Context entered around task.build_model (a no-op for now: models are built whole, then sharded)."""
+    return contextlib.nullcontext()
+
+
+def world_info() -> dict:
+    return {"world_size": int(os.environ.get("WORLD_SIZE", "1"))}

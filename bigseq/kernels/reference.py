@@ -1,0 +1,110 @@
+"""Torch reference implementations: the oracle the other impls are tested against.
+
+They compute in the inputs' dtype promoted to at least fp32 for the loss (fp64 in
+stays fp64, so tests can build an fp64 reference), and with SDPA for attention.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def attention(q, k, v, *, causal: bool, softmax_scale, cu_seqlens=None):
+    """Padded q (B, Sq, Hq, D), k/v (B, Sk, Hkv, D); or packed (T, H, D) with cu_seqlens.
+
+    A causal mask is aligned to the END of the keys (decoding with a KV cache).
+    """
+    if cu_seqlens is not None:
+        return _packed_attention(q, k, v, causal=causal, softmax_scale=softmax_scale, cu_seqlens=cu_seqlens)
+    hq, hkv = q.shape[2], k.shape[2]
+    q_, k_, v_ = (t.transpose(1, 2) for t in (q, k, v))
+    sq, sk = q.shape[1], k.shape[1]
+    if causal and sq != sk:
+        mask = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril(sk - sq)
+        out = F.scaled_dot_product_attention(q_, k_, v_, attn_mask=mask, scale=softmax_scale,
+                                             enable_gqa=hq != hkv)
+    else:
+        out = F.scaled_dot_product_attention(q_, k_, v_, is_causal=causal, scale=softmax_scale,
+                                             enable_gqa=hq != hkv)
+    return out.transpose(1, 2)
+
+
+def _packed_attention(q_THD, k_THD, v_THD, *, causal, softmax_scale, cu_seqlens):
+    """One SDPA call per document, so documents never attend across their boundary."""
+    bounds = cu_seqlens.tolist()
+    outs = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        if end == start:
+            continue
+        doc = [t[start:end].unsqueeze(0) for t in (q_THD, k_THD, v_THD)]
+        outs.append(attention(*doc, causal=causal, softmax_scale=softmax_scale)[0])
+    return torch.cat(outs, dim=0) if outs else torch.empty_like(q_THD)
+
+
+def decode_attention(q_BHD, k_cache_BSHD, v_cache_BSHD, cache_seqlens, *, softmax_scale):
+    """One query token per sequence against the first cache_seqlens[b] cache entries."""
+    S = k_cache_BSHD.shape[1]
+    valid_BS = torch.arange(S, device=q_BHD.device)[None, :] < cache_seqlens[:, None].long()
+    q_ = q_BHD.unsqueeze(2)  # (B, Hq, 1, D)
+    k_, v_ = (t.transpose(1, 2) for t in (k_cache_BSHD, v_cache_BSHD))
+    out = F.scaled_dot_product_attention(q_, k_, v_, attn_mask=valid_BS[:, None, None, :], scale=softmax_scale,
+                                         enable_gqa=q_BHD.shape[1] != k_cache_BSHD.shape[2])
+    return out.squeeze(2)
+
+
+def smoothing_coefficients(label_smoothing: float, smoothing: str, V: int) -> tuple[float, float]:
+    """loss = coef_nll * nll + coef_smooth * sum_j(-log p_j) (before z-loss).
+
+    fairseq: target gets 1-eps, every other class eps/(V-1); uniform (PyTorch): eps/V on every class.
+    """
+    if label_smoothing == 0.0:
+        return 1.0, 0.0
+    if smoothing == "fairseq":
+        eps_i = label_smoothing / (V - 1)
+        return 1.0 - label_smoothing - eps_i, eps_i
+    return 1.0 - label_smoothing, label_smoothing / V
+
+
+def cross_entropy_rows(logits_NV, target_N, *, ignore_index, label_smoothing, smoothing, z_loss):
+    """Per-row (loss, nll), zero where target == ignore_index."""
+    compute_dtype = torch.promote_types(logits_NV.dtype, torch.float32)
+    x = logits_NV.to(compute_dtype)
+    lse = torch.logsumexp(x, dim=-1)
+    keep = target_N != ignore_index
+    safe_t = target_N.masked_fill(~keep, 0)
+    nll = lse - x.gather(-1, safe_t.unsqueeze(-1)).squeeze(-1)
+    coef_nll, coef_smooth = smoothing_coefficients(label_smoothing, smoothing, x.shape[-1])
+    loss = nll
+    if coef_smooth:
+        smooth = x.shape[-1] * lse - x.sum(-1)  # = -sum_j log p_j
+        loss = coef_nll * nll + coef_smooth * smooth
+    if z_loss > 0:
+        loss = loss + z_loss * lse.pow(2)
+    return loss * keep, nll * keep
+
+
+def reduce_rows(loss, nll, keep, reduction: str):
+    """Apply the reduction shared by every impl ('mean' divides by the non-ignored count)."""
+    if reduction == "sum":
+        return loss.sum(), nll.sum()
+    if reduction == "mean":
+        n = keep.sum().clamp(min=1)
+        return loss.sum() / n, nll.sum() / n
+    return loss, nll
+
+
+def cross_entropy(logits, target, *, ignore_index=-100, label_smoothing=0.0, smoothing="fairseq",
+                  z_loss=0.0, reduction="sum"):
+    """logits (..., V), target (...) -> (loss, nll_loss)."""
+    V = logits.shape[-1]
+    loss, nll = cross_entropy_rows(logits.reshape(-1, V), target.reshape(-1), ignore_index=ignore_index,
+                                   label_smoothing=label_smoothing, smoothing=smoothing, z_loss=z_loss)
+    if reduction == "none":
+        return loss.view(target.shape), nll.view(target.shape)
+    return reduce_rows(loss, nll, target != ignore_index, reduction)
+
+
+def linear_cross_entropy(hidden, weight, target, *, bias=None, **ce_kwargs):
+    """Unfused: the full logits exist at once."""
+    return cross_entropy(F.linear(hidden, weight, bias), target, **ce_kwargs)

@@ -1,0 +1,117 @@
+"""The epoch/update loop: train, log, validate, save, stop (fairseq's train())."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from bigseq.checkpoint import manager as ckpt
+from bigseq.logging.progress import progress_bar
+from bigseq.trainer import Throughput, flops_per_token
+
+
+def _reduce(trainer, sums: dict) -> dict:
+    return trainer.criterion.reduce_metrics(sums)
+
+
+class Run:
+    """State of one training run: the trainer, its batch iterator and the logging set-up."""
+
+    def __init__(self, cfg, trainer, task, env):
+        self.cfg, self.trainer, self.task, self.env = cfg, trainer, task, env
+        self.start_wall = time.perf_counter()
+        self.itr = task.get_batch_iterator(
+            cfg.dataset.train_subset, batch_size=cfg.dataset.batch_size, max_tokens=cfg.dataset.max_tokens,
+            seed=cfg.common.seed, dp_rank=env.rank, dp_size=env.world_size,
+            update_freq=cfg.optimization.update_freq)
+        seq_len = getattr(cfg.task, "tokens_per_sample", 0)
+        self.throughput = Throughput(flops_per_token(cfg.model, trainer.num_params, seq_len))
+        self.last_valid: dict | None = None
+
+    def progress(self, iterable, epoch: int, prefix: str, total: int | None = None):
+        c = self.cfg.common
+        return progress_bar(iterable, log_format=c.log_format, log_interval=c.log_interval, epoch=epoch,
+                            prefix=prefix, total=total, log_file=c.log_file,
+                            tensorboard_logdir=c.tensorboard_logdir, enabled=self.env.is_main)
+
+    def should_stop(self) -> bool:
+        o = self.cfg.optimization
+        return (o.max_update > 0 and self.trainer.num_updates >= o.max_update) or (
+            o.max_epoch > 0 and self.itr.epoch > o.max_epoch) or (
+            o.max_epoch > 0 and self.itr.epoch == o.max_epoch and self.itr.end_of_epoch())
+
+    def save(self) -> None:
+        if self.cfg.checkpoint.no_save:
+            return
+        ckpt.save(self.trainer, self.cfg.checkpoint.save_dir, {"iterator": self.itr.state_dict()})
+
+    def validate(self, epoch: int) -> dict | None:
+        d = self.cfg.dataset
+        if d.disable_validation:
+            return None
+        results = {}
+        for split in d.valid_subset.split(","):
+            batches = self.task.get_batch_iterator(
+                split, batch_size=d.batch_size, max_tokens=d.max_tokens, seed=self.cfg.common.seed,
+                dp_rank=self.env.rank, dp_size=self.env.world_size, shuffle=False)
+            local = (s for update in batches.next_epoch_itr() for s in update)
+            sums = self.trainer.valid_sums(self.progress(local, epoch, f"valid on '{split}'"))
+            stats = _reduce(self.trainer, sums)
+            stats.update(num_updates=self.trainer.num_updates)
+            bar = self.progress([], epoch, f"valid on '{split}'")
+            bar.print(stats, tag=split, step=self.trainer.num_updates)
+            results[split] = stats
+        self.last_valid = results
+        return results
+
+    def train_epoch(self) -> None:
+        cfg, trainer = self.cfg, self.trainer
+        epoch_itr = self.itr.next_epoch_itr()
+        epoch = self.itr.epoch
+        bar = self.progress(epoch_itr, epoch, f"epoch {epoch:03d}", total=self.itr.updates_per_epoch)
+        window: dict[str, float] = {}
+        for samples in bar:
+            out = trainer.train_step(samples)
+            self.throughput.add(out["ntokens"])
+            for k in ("loss", "nll_loss", "ntokens", "nsentences", "sample_size"):
+                window[k] = window.get(k, 0.0) + out[k]
+            window["gnorm_sum"] = window.get("gnorm_sum", 0.0) + (out["gnorm"] if math.isfinite(out["gnorm"]) else 0.0)
+            window["steps"] = window.get("steps", 0) + 1
+            n = trainer.num_updates
+            if n % cfg.common.log_interval == 0 or self.should_stop():
+                bar.log(self._train_stats(window, out), tag="train", step=n)
+                window = {}
+            if cfg.dataset.validate_interval_updates and n % cfg.dataset.validate_interval_updates == 0:
+                self.validate(epoch)
+            if cfg.checkpoint.save_interval_updates and n % cfg.checkpoint.save_interval_updates == 0 \
+                    and not self.should_stop():
+                self.save()
+            if self.should_stop():
+                break
+
+    def _train_stats(self, window: dict, last: dict) -> dict:
+        stats = _reduce(self.trainer, window)
+        stats.update(self.throughput.read_and_reset())
+        stats.update(epoch=self.itr.epoch, num_updates=self.trainer.num_updates, lr=last["lr"],
+                     gnorm=window["gnorm_sum"] / max(window["steps"], 1),
+                     wall=round(time.perf_counter() - self.start_wall, 1))
+        if self.trainer.skipped_nonfinite or self.trainer.skipped_overflow:
+            stats.update(skipped_nonfinite=self.trainer.skipped_nonfinite,
+                         skipped_overflow=self.trainer.skipped_overflow)
+        return stats
+
+
+def train(cfg, trainer, task, env, resume_state: dict | None) -> Run:
+    run = Run(cfg, trainer, task, env)
+    if resume_state is not None:
+        run.itr.load_state_dict(resume_state["iterator"])
+    while not run.should_stop():
+        run.train_epoch()
+        epoch = run.itr.epoch
+        done = run.should_stop()
+        at_epoch_end = run.itr.end_of_epoch()
+        if at_epoch_end and cfg.dataset.validate_interval and epoch % cfg.dataset.validate_interval == 0 or done:
+            run.validate(epoch)
+        if at_epoch_end and epoch % cfg.checkpoint.save_interval == 0 or done:
+            run.save()
+    return run
