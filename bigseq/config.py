@@ -114,6 +114,10 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, title: str) -
         help_text = help_text.replace("%", "%%")
         if f.metadata.get("positional"):
             group.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=help_text)
+        elif _unwrap_optional(tp)[0] is bool and f.name.startswith("no_"):
+            # fairseq's negative switches (--no-save, --no-scale-embedding): presence means True
+            group.add_argument(flag_name(f.name), dest=f.name, action="store_true",
+                               default=argparse.SUPPRESS, help=help_text)
         elif _unwrap_optional(tp)[0] is bool:
             group.add_argument(flag_name(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)
@@ -139,7 +143,14 @@ def config_to_dict(obj) -> dict[str, Any]:
 
 
 class FlagParser(argparse.ArgumentParser):
-    """argparse that turns 'unrecognized arguments' into a did-you-mean error line."""
+    """argparse that turns 'unrecognized arguments' into a did-you-mean error line.
+
+    Abbreviations are off: with generated flags a prefix silently picks a field.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         if message.startswith("unrecognized arguments:"):

@@ -143,7 +143,7 @@ def component_classes(names: dict[str, str]) -> dict[str, tuple[type, Any]]:
 
 
 def _pre_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     p.add_argument("--config")
     p.add_argument("--user-dir", dest="user_dir")
     for name in COMPONENT_DEFAULTS:

@@ -6,7 +6,7 @@ import math
 import time
 
 from bigseq.checkpoint import manager as ckpt
-from bigseq.logging.progress import progress_bar
+from bigseq.logging import progress_bar
 from bigseq.trainer import Throughput, flops_per_token
 
 

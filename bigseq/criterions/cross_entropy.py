@@ -61,5 +61,6 @@ class CrossEntropyCriterion(BaseCriterion):
         if weight_VD.dim() != 2 or weight_VD.shape[1] != hidden_BTD.shape[-1]:
             # e.g. a ZeRO-3 partitioned weight, which is only whole inside its module's forward
             raise BigseqError(f"--fused-linear-ce: output weight has shape {tuple(weight_VD.shape)}, expected "
-                              f"(vocab, {hidden_BTD.shape[-1]}) (not usable with --zero-stage 3); drop --fused-linear-ce")
+                              f"(vocab, {hidden_BTD.shape[-1]}) (not usable with --zero-stage 3); "
+                              "drop --fused-linear-ce")
         return hidden_BTD.reshape(-1, hidden_BTD.shape[-1]), weight_VD

@@ -1,0 +1,52 @@
+"""Load a trained checkpoint as a plain torch model (validate, eval-lm, generate).
+
+Works for every ZeRO stage: stage 0 fp32 reads the module weights; otherwise
+DeepSpeed's zero_to_fp32 consolidates the fp32 master weights from the
+partitioned optimizer states.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from bigseq import tasks
+from bigseq.checkpoint import files
+from bigseq.errors import BigseqError
+from bigseq.options import load_components, train_config_from_dict
+
+
+def consolidated_state_dict(save_dir: str, tag: str, meta: dict) -> dict[str, torch.Tensor]:
+    ckpt_dir = os.path.join(save_dir, tag)
+    precision = meta["cfg"]["distributed"]["precision"]
+    if meta["zero_stage"] == 0 and precision == "fp32":
+        path = os.path.join(ckpt_dir, "mp_rank_00_model_states.pt")
+        if not os.path.exists(path):
+            raise BigseqError(f"{ckpt_dir} has no mp_rank_00_model_states.pt; the checkpoint is incomplete")
+        return torch.load(path, map_location="cpu", weights_only=False)["module"]
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    return get_fp32_state_dict_from_zero_checkpoint(save_dir, tag=tag)
+
+
+def load_for_inference(path: str, *, data: str | None = None, user_dir: str | None = None):
+    """-> (cfg, task, model in eval mode) from a save dir or one of its tag folders."""
+    load_components(user_dir)
+    save_dir, tag = files.resolve_checkpoint(path)
+    meta = files.read_meta(os.path.join(save_dir, tag))
+    saved = dict(meta["cfg"])
+    if data is not None:
+        saved["task"] = {**saved["task"], "data": data}
+    cfg = train_config_from_dict(saved)
+    task = tasks.setup_task(cfg.names["task"], cfg.task)
+    if task.vocab_size != meta["vocab_size"]:
+        raise BigseqError(f"the data in {cfg.task.data} has a vocabulary of {task.vocab_size} but the checkpoint "
+                          f"{meta['vocab_size']}; pass --data with the data the model was trained on")
+    model = task.build_model(cfg.names["model"], cfg.model)
+    state = consolidated_state_dict(save_dir, tag, meta)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise BigseqError(f"checkpoint {save_dir}/{tag} does not match the model (missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]}); it was saved by another version of the model code")
+    model.eval()
+    return cfg, task, model, meta

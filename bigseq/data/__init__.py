@@ -1,0 +1,1 @@
+"""Data pipeline: tokenizer, mmap .bin/.idx datasets, preprocessing, token blocks, batch iterators."""

@@ -1,0 +1,104 @@
+"""Global batch plans: which samples form each micro-batch, a function of (seed, epoch) only.
+
+``--batch-size`` and ``--max-tokens`` are GLOBAL (summed over data-parallel
+ranks). A global micro-batch is cut into ``dp_size`` contiguous slices and rank
+r takes slice r, so concatenating the slices of all ranks gives the micro-batch
+that a single process would see.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bigseq.errors import BigseqError
+
+
+def check_batch_args(batch_size: int | None, max_tokens: int | None, dp_size: int, dp_rank: int) -> None:
+    if batch_size is None and max_tokens is None:
+        raise BigseqError("set --batch-size N or --max-tokens N (global over data-parallel ranks)")
+    if (batch_size is not None and batch_size <= 0) or (max_tokens is not None and max_tokens <= 0):
+        raise BigseqError("--batch-size and --max-tokens must be positive")
+    if dp_size < 1 or not 0 <= dp_rank < dp_size:
+        raise ValueError(f"data-parallel rank {dp_rank} is not in [0, {dp_size})")
+    if batch_size is not None and batch_size % dp_size != 0:
+        raise BigseqError(f"--batch-size {batch_size} is not divisible by the {dp_size} data-parallel ranks; "
+                          f"use a multiple of {dp_size}")
+
+
+def epoch_order(num_samples: int, *, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    """The sample order of an epoch: the same on every rank and for every world size."""
+    if not shuffle:
+        return np.arange(num_samples, dtype=np.int64)
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, epoch])
+    return rng.permutation(num_samples).astype(np.int64)
+
+
+def plan_micro_batches(order: np.ndarray, src_lengths: np.ndarray, *, batch_size: int | None,
+                       max_tokens: int | None, dp_size: int, drop_last: bool) -> list[np.ndarray]:
+    """Cut ``order`` into global micro-batches of sample ids.
+
+    With --batch-size only, every micro-batch has exactly that many samples (a
+    partial one at the end is dropped when ``drop_last``). With --max-tokens,
+    samples are taken in order while (count x longest source) fits, and the
+    count is rounded down to a multiple of ``dp_size``; the rest opens the next one.
+    """
+    n = len(order)
+    if max_tokens is None:
+        batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+        if batches and drop_last and len(batches[-1]) < batch_size:
+            batches.pop()
+        return batches
+    lengths = src_lengths[order].tolist()
+    limit = batch_size or n
+    batches, start = [], 0
+    while start < n:
+        pos, longest = start, 0
+        while pos < n and pos - start < limit:
+            new_longest = max(longest, lengths[pos])
+            if (pos - start + 1) * new_longest > max_tokens:
+                break
+            longest, pos = new_longest, pos + 1
+        count = pos - start
+        if pos < n or drop_last:
+            count -= count % dp_size
+        if count == 0:
+            if pos >= n:
+                break  # fewer samples left than ranks: dropped
+            raise BigseqError(f"--max-tokens {max_tokens} holds fewer than one sample of {lengths[pos]} tokens "
+                              f"per each of the {dp_size} data-parallel ranks; use --max-tokens >= "
+                              f"{dp_size * lengths[pos]} or a smaller --tokens-per-sample")
+        batches.append(order[start:start + count])
+        start += count
+    return batches
+
+
+def rank_slice(batch: np.ndarray, dp_rank: int, dp_size: int) -> np.ndarray:
+    """Contiguous slice ``dp_rank`` of ``dp_size`` (equal sizes unless the batch is a partial last one)."""
+    return np.array_split(batch, dp_size)[dp_rank]
+
+
+def collate(samples: list[np.ndarray], ids: np.ndarray, *, pad_idx: int, src_len: int, global_ntokens: int) -> dict:
+    """Samples of up to src_len + 1 tokens -> padded source/target (B, src_len), right padded.
+
+    An empty slice (a rank without samples in a partial last batch) becomes one all-pad row
+    with ``nsentences = ntokens = 0`` so every rank still runs the same number of steps.
+    """
+    rows = max(len(samples), 1)
+    src_BT = np.full((rows, src_len), pad_idx, dtype=np.int64)
+    tgt_BT = np.full((rows, src_len), pad_idx, dtype=np.int64)
+    ntokens = 0
+    for i, tokens in enumerate(samples):
+        n = len(tokens) - 1
+        src_BT[i, :n] = tokens[:-1]
+        tgt_BT[i, :n] = tokens[1:]
+        ntokens += n
+    id_B = torch.from_numpy(np.asarray(ids, dtype=np.int64)) if len(samples) else torch.tensor([-1])
+    return {
+        "id": id_B,
+        "net_input": {"src_tokens": torch.from_numpy(src_BT)},
+        "target": torch.from_numpy(tgt_BT),
+        "ntokens": ntokens,
+        "nsentences": len(samples),
+        "global_ntokens": global_ntokens,
+    }

@@ -1,0 +1,203 @@
+"""``bigseq preprocess``: raw text -> tokenizer + mmap ``.bin/.idx`` splits + metadata.json.
+
+Each split is read with HF ``datasets``, tokenized in a batched, parallel
+``map`` (``encode_batch_fast``), and streamed into an mmap dataset where every
+document is its tokens followed by eos. Everything is first written into a
+staging folder inside ``--destdir`` and moved into place at the end,
+``metadata.json`` last, so a failed run never leaves a half-written data dir.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+from tqdm import tqdm
+
+from bigseq.data import indexed_dataset
+from bigseq.data.sources import Source, load_source, resolve_source
+from bigseq.data.tokenizer import Tokenizer
+from bigseq.errors import BigseqError
+
+DEFAULT_VOCAB_SIZE = 32000
+METADATA_FILE = "metadata.json"
+METADATA_VERSION = 1
+
+
+@dataclass(kw_only=True)
+class PreprocessConfig:
+    trainpref: str | None = None
+    """Training data: a text file or glob (one document per line), json:PATH_OR_GLOB, parquet:PATH_OR_GLOB, or a folder saved with datasets.save_to_disk."""
+    validpref: str | None = None
+    """Validation data (same forms as --trainpref)."""
+    testpref: str | None = None
+    """Test data (same forms as --trainpref)."""
+    destdir: str = "data-bin"
+    """Output folder: {train,valid,test}.bin/.idx, tokenizer.json, metadata.json."""
+    vocab_size: int | None = None
+    """Train a byte-level BPE tokenizer of this many tokens on the training data (default 32000)."""
+    tokenizer_dir: str | None = None
+    """Use this tokenizer (a folder with a tokenizer.json, e.g. saved by transformers) instead of training one."""
+    workers: int = 1
+    """Parallel processes for reading and tokenizing."""
+    text_column: str = "text"
+    """Column holding the text in json/parquet/saved-dataset inputs."""
+    tokenizer_train_chars: int = 500_000_000
+    """Train the tokenizer on at most this many characters from the start of the training data."""
+
+
+def _check_config(cfg: PreprocessConfig) -> dict[str, Source]:
+    if not cfg.trainpref:
+        raise BigseqError("--trainpref is required (the training text, e.g. --trainpref data/train.txt)")
+    if cfg.vocab_size is not None and cfg.tokenizer_dir is not None:
+        raise BigseqError("--vocab-size trains a new tokenizer and --tokenizer-dir loads one; give only one")
+    if cfg.workers < 1:
+        raise BigseqError(f"--workers must be >= 1, got {cfg.workers}")
+    specs = {"train": ("--trainpref", cfg.trainpref), "valid": ("--validpref", cfg.validpref),
+             "test": ("--testpref", cfg.testpref)}
+    return {split: resolve_source(spec, flag) for split, (flag, spec) in specs.items() if spec}
+
+
+def _make_staging(destdir: str) -> str:
+    try:
+        os.makedirs(destdir, exist_ok=True)
+        return tempfile.mkdtemp(prefix=".preprocess-", dir=destdir)
+    except OSError as e:
+        raise BigseqError(f"--destdir {destdir}: cannot write there ({e.strerror or e}); "
+                          "choose a writable folder") from None
+
+
+def _tokenize_batch(batch, *, hf_tokenizer, column: str, eos: int):
+    texts = [t for t in batch[column] if t and not t.isspace()]  # empty lines are skipped (and counted)
+    encodings = hf_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    return {"ids": [e.ids + [eos] for e in encodings]}
+
+
+def _training_texts(ds: datasets.Dataset, column: str, max_chars: int):
+    used = 0
+    for batch in ds.iter(batch_size=1000):
+        texts = [t for t in batch[column] if t and not t.isspace()]
+        yield texts
+        used += sum(map(len, texts))
+        if used >= max_chars:
+            return
+
+
+def _binarize(ds, column: str, split: str, tokenizer: Tokenizer, staging: str, workers: int) -> dict:
+    """Tokenize one split into staging/{split}.bin/.idx; returns its counts."""
+    fn = functools.partial(_tokenize_batch, hf_tokenizer=tokenizer.hf, column=column, eos=tokenizer.eos_idx)
+    datasets.enable_progress_bars()
+    try:
+        tokens_ds = ds.map(fn, batched=True, batch_size=1000, num_proc=workers if workers > 1 else None,
+                           remove_columns=ds.column_names, desc=f"tokenizing {split}",
+                           features=datasets.Features({"ids": datasets.List(datasets.Value("int32"))}),
+                           new_fingerprint=uuid.uuid4().hex,
+                           cache_file_name=os.path.join(staging, "cache", f"{split}-tokens.arrow"))
+    finally:
+        datasets.disable_progress_bars()
+    builder = indexed_dataset.MMapIndexedDatasetBuilder(
+        os.path.join(staging, split), indexed_dataset.best_dtype(tokenizer.vocab_size))
+    num_tokens = 0
+    with builder, tqdm(total=len(tokens_ds), unit="doc", desc=f"writing {split}") as bar:
+        for chunk in tokens_ds.data.column("ids").chunks:
+            sizes = chunk.value_lengths().to_numpy()
+            builder.add_items(chunk.flatten().to_numpy(), sizes)
+            num_tokens += int(sizes.sum())
+            bar.update(len(sizes))
+    return {"documents": len(tokens_ds), "tokens": num_tokens, "empty_skipped": len(ds) - len(tokens_ds)}
+
+
+def _get_tokenizer(cfg: PreprocessConfig, train_ds, column: str) -> Tokenizer:
+    if cfg.tokenizer_dir is not None:
+        return Tokenizer.load(cfg.tokenizer_dir)
+    texts = _training_texts(train_ds, column, cfg.tokenizer_train_chars)
+    return Tokenizer.train(texts, cfg.vocab_size or DEFAULT_VOCAB_SIZE)
+
+
+def preprocess(cfg: PreprocessConfig) -> dict:
+    """Run the whole pipeline; returns the metadata written to DESTDIR/metadata.json."""
+    sources = _check_config(cfg)
+    if cfg.workers > 1:  # tokenizers' own threads do not survive the fork of map's worker processes
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    staging = _make_staging(cfg.destdir)
+    bars_were_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        cache = os.path.join(staging, "cache")
+        loaded, load_seconds = {}, {}
+        for split, src in sources.items():
+            start = time.perf_counter()
+            loaded[split] = load_source(src, split, text_column=cfg.text_column, cache_dir=cache, workers=cfg.workers)
+            load_seconds[split] = time.perf_counter() - start
+        tokenizer = _get_tokenizer(cfg, loaded["train"][0], loaded["train"][1])
+        stats = {}
+        for split, (ds, column, invalid_bytes) in loaded.items():
+            start = time.perf_counter()
+            stats[split] = _binarize(ds, column, split, tokenizer, staging, cfg.workers)
+            stats[split].update(invalid_utf8_bytes=invalid_bytes, source=sources[split].spec,
+                                seconds=round(time.perf_counter() - start + load_seconds[split], 3))
+            if stats[split]["documents"] == 0:
+                raise BigseqError(f"{sources[split].spec}: no non-empty documents in the {split} data; "
+                                  "check the path (and --text-column for json/parquet)")
+        tokenizer.save(staging)
+        metadata = _metadata(cfg, tokenizer, stats)
+        _publish(staging, cfg.destdir, list(stats))
+        _write_json(os.path.join(cfg.destdir, METADATA_FILE), metadata)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if bars_were_enabled:
+            datasets.enable_progress_bars()
+    print_summary(metadata, cfg.destdir)
+    return metadata
+
+
+def _metadata(cfg: PreprocessConfig, tokenizer: Tokenizer, stats: dict) -> dict:
+    return {"format": "bigseq-mmap", "version": METADATA_VERSION, "vocab_size": tokenizer.vocab_size,
+            **tokenizer.special_ids(), "dtype": str(indexed_dataset.best_dtype(tokenizer.vocab_size)),
+            "tokenizer": {"kind": tokenizer.kind, "file": "tokenizer.json", "source": cfg.tokenizer_dir},
+            "splits": stats}
+
+
+def _publish(staging: str, destdir: str, splits: list[str]) -> None:
+    stale = os.path.join(destdir, METADATA_FILE)
+    if os.path.exists(stale):  # the dir is incomplete until the new metadata lands
+        os.remove(stale)
+    names = ["tokenizer.json", "tokenizer_config.json"]
+    names += [f"{s}{ext}" for s in splits for ext in (".bin", ".idx")]
+    for name in names:
+        os.replace(os.path.join(staging, name), os.path.join(destdir, name))
+
+
+def _write_json(path: str, obj) -> None:
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+
+
+def print_summary(metadata: dict, destdir: str) -> None:
+    print(f"tokenizer: {metadata['tokenizer']['kind']}, vocab {metadata['vocab_size']} "
+          f"-> {os.path.join(destdir, 'tokenizer.json')}")
+    for split, s in metadata["splits"].items():
+        rate = s["tokens"] / max(s["seconds"], 1e-9)
+        print(f"{split}: {s['documents']:,} documents, {s['tokens']:,} tokens | skipped {s['empty_skipped']:,} "
+              f"empty | replaced {s['invalid_utf8_bytes']:,} invalid UTF-8 bytes | {s['seconds']:.1f}s, "
+              f"{rate:,.0f} tokens/s")
+    print(f"wrote {destdir}: {', '.join(metadata['splits'])} (.bin/.idx), tokenizer.json, {METADATA_FILE}")
+
+
+def read_metadata(data_dir: str) -> dict:
+    path = os.path.join(data_dir, METADATA_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise BigseqError(f"{path}: not valid JSON ({e}); re-run `bigseq preprocess ... --destdir {data_dir}`") from None

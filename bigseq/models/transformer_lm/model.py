@@ -1,0 +1,153 @@
+"""TransformerLanguageModel: embedding -> N decoder layers -> final norm -> output projection.
+
+The four parts are separate submodules built from the config alone
+(``TransformerLMEmbedding(cfg)``, ``build_decoder_layer(cfg)``,
+``build_final_norm(cfg)``, the tied or untied output matrix), so a pipeline
+split reuses them unchanged. Parameter names (``embed.tokens.weight``,
+``layers.3.attn.q_proj.weight``, ``final_norm.weight``,
+``output_projection.weight``) are what the init and the HF key map key on.
+Legend: B batch, T time, D model dim, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from bigseq.errors import BigseqError
+from bigseq.models.base import BaseModel
+from bigseq.models.transformer_lm.config import TransformerLMConfig
+from bigseq.modules.embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
+from bigseq.modules.init import InitRule, init_params_by_name, normal, ones, zeros
+from bigseq.modules.kv_cache import KVCache
+from bigseq.modules.norms import build_norm
+from bigseq.modules.transformer_layer import TransformerDecoderLayer
+from bigseq.registry import register_model
+
+
+class TransformerLMEmbedding(nn.Module):
+    """tokens (B, T) -> dropout(norm(scale * tok_emb + pos_emb)) (B, T, D)."""
+
+    def __init__(self, cfg: TransformerLMConfig):
+        super().__init__()
+        d = cfg.decoder_embed_dim
+        self.tokens = nn.Embedding(cfg.vocab_size, d)
+        self.scale = 1.0 if cfg.no_scale_embedding else math.sqrt(d)
+        kind = cfg.position_kind
+        self.positions = (LearnedPositionalEmbedding(cfg.max_target_positions, d) if kind == "learned"
+                          else SinusoidalPositionalEmbedding(d) if kind == "sinusoidal" else None)
+        self.layernorm = build_norm(cfg.norm, d, cfg.norm_eps, cfg.bias) if cfg.layernorm_embedding else None
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, tokens_BT: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        x_BTD = self.tokens(tokens_BT)
+        if self.scale != 1.0:
+            x_BTD = x_BTD * self.scale
+        if isinstance(self.positions, LearnedPositionalEmbedding):
+            x_BTD = x_BTD + self.positions(tokens_BT.shape[1], start_pos)
+        elif self.positions is not None:
+            x_BTD = x_BTD + self.positions(tokens_BT.shape[1], start_pos, device=x_BTD.device).to(x_BTD.dtype)
+        if self.layernorm is not None:
+            x_BTD = self.layernorm(x_BTD)
+        return self.dropout(x_BTD)
+
+
+def build_decoder_layer(cfg: TransformerLMConfig) -> TransformerDecoderLayer:
+    return TransformerDecoderLayer(
+        dim=cfg.decoder_embed_dim, num_heads=cfg.decoder_attention_heads, num_kv_heads=cfg.kv_heads,
+        ffn_dim=cfg.decoder_ffn_embed_dim, activation_fn=cfg.activation_fn, norm=cfg.norm, norm_eps=cfg.norm_eps,
+        bias=cfg.bias, normalize_before=cfg.decoder_normalize_before,
+        rope_theta=cfg.rope_theta if cfg.position_kind == "rope" else None, dropout=cfg.dropout,
+        activation_dropout=cfg.activation_dropout, attention_impl=cfg.attention_impl)
+
+
+def build_final_norm(cfg: TransformerLMConfig) -> nn.Module:
+    if cfg.has_final_norm:
+        return build_norm(cfg.norm, cfg.decoder_embed_dim, cfg.norm_eps, cfg.bias)
+    return nn.Identity()
+
+
+def init_rules(cfg: TransformerLMConfig) -> list[InitRule]:
+    """GPT-2/Llama init: N(0, std) weights, residual outputs scaled, zero biases, unit norms."""
+    residual_std = cfg.init_std / math.sqrt(2 * cfg.decoder_layers) if cfg.scale_residual_init else cfg.init_std
+    return [
+        ("*norm.weight", ones()),
+        ("*.bias", zeros()),
+        ("*.attn.out_proj.weight", normal(residual_std)),
+        ("*.ffn.down_proj.weight", normal(residual_std)),
+        ("*", normal(cfg.init_std)),
+    ]
+
+
+@register_model("transformer_lm", TransformerLMConfig)
+class TransformerLanguageModel(BaseModel):
+    def __init__(self, cfg: TransformerLMConfig, pad_idx: int | None = None):
+        super().__init__()
+        if cfg.vocab_size is None:
+            raise BigseqError("transformer_lm: vocab_size is not set; build the model through the task "
+                              "(task.build_model) or pass --vocab-size")
+        self.cfg = cfg
+        self.pad_idx = pad_idx
+        self.embed = TransformerLMEmbedding(cfg)
+        self.layers = nn.ModuleList(build_decoder_layer(cfg) for _ in range(cfg.decoder_layers))
+        self.final_norm = build_final_norm(cfg)
+        self.output_projection = (None if cfg.share_decoder_input_output_embed
+                                  else nn.Linear(cfg.decoder_embed_dim, cfg.vocab_size, bias=False))
+
+    @classmethod
+    def build(cls, cfg: TransformerLMConfig, task, seed: int = 1) -> "TransformerLanguageModel":
+        if cfg.vocab_size is not None and cfg.vocab_size != task.vocab_size:
+            raise BigseqError(f"--vocab-size {cfg.vocab_size} differs from the task's vocabulary of "
+                              f"{task.vocab_size} tokens; drop --vocab-size (it is taken from the task)")
+        model = cls(dataclasses.replace(cfg, vocab_size=task.vocab_size), pad_idx=task.pad_idx)
+        model.reset_parameters(seed)
+        return model
+
+    def reset_parameters(self, seed: int) -> None:
+        """Re-initialize every parameter from (seed, its name) only."""
+        init_params_by_name(self, seed, init_rules(self.cfg))
+
+    # forward ----------------------------------------------------------------
+    def forward(self, src_tokens_BT: torch.Tensor, *, kv_cache: KVCache | None = None,
+                start_pos: int = 0) -> torch.Tensor:
+        """tokens (B, T) at positions start_pos.. -> logits (B, T, V)."""
+        return self.output_layer(self.forward_hidden(src_tokens_BT, kv_cache=kv_cache, start_pos=start_pos))
+
+    def forward_hidden(self, src_tokens_BT: torch.Tensor, *, kv_cache: KVCache | None = None,
+                       start_pos: int = 0) -> torch.Tensor:
+        """tokens (B, T) -> hidden states after the final norm (B, T, D)."""
+        x_BTD = self.embed(src_tokens_BT, start_pos)
+        recompute = self.cfg.checkpoint_activations and self.training and kv_cache is None and torch.is_grad_enabled()
+        for i, layer in enumerate(self.layers):
+            if recompute:
+                x_BTD = checkpoint(layer, x_BTD, start_pos=start_pos, use_reentrant=False)
+            else:
+                x_BTD = layer(x_BTD, start_pos=start_pos, kv_cache=kv_cache.layer(i) if kv_cache else None)
+        return self.final_norm(x_BTD)
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        """(V, D): the token embedding when tied, else the output projection."""
+        if self.output_projection is None:
+            return self.embed.tokens.weight
+        return self.output_projection.weight
+
+    def output_layer(self, hidden_BTD: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden_BTD, self.output_weight)
+
+    # decoding ---------------------------------------------------------------
+    def make_kv_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None,
+                      device: torch.device | str | None = None) -> KVCache:
+        ref = self.embed.tokens.weight
+        return KVCache(len(self.layers), batch_size, max_len, self.cfg.kv_heads, self.cfg.head_dim,
+                       dtype=dtype or ref.dtype, device=device or ref.device)
+
+    @property
+    def max_positions(self) -> int | None:
+        """Longest sequence the model can embed (None: no hard limit)."""
+        return self.cfg.max_target_positions if self.cfg.position_kind == "learned" else None

@@ -1,0 +1,66 @@
+"""Parameter init as a function of (seed, parameter name) only.
+
+Every parameter is filled from its own ``torch.Generator`` seeded by a stable
+hash of ``f"{seed}:{name}"``, so the weights do not depend on the order in
+which modules are constructed: a pipeline stage that builds only layers 4-7,
+or a layer built alone, gets the same tensors as the full model. Pass
+``prefix`` when a module is built outside its model (``prefix="layers.5."``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+# (shape, generator) -> fp32 CPU tensor of that shape
+Initializer = Callable[[tuple[int, ...], torch.Generator], torch.Tensor]
+# (fnmatch pattern over the full parameter name, initializer); the first match wins
+InitRule = tuple[str, Initializer]
+
+
+def normal(std: float) -> Initializer:
+    def init(shape, gen):
+        return torch.empty(shape, dtype=torch.float32).normal_(0.0, std, generator=gen)
+    return init
+
+
+def zeros() -> Initializer:
+    return lambda shape, gen: torch.zeros(shape, dtype=torch.float32)
+
+
+def ones() -> Initializer:
+    return lambda shape, gen: torch.ones(shape, dtype=torch.float32)
+
+
+def stable_seed(seed: int, name: str) -> int:
+    """A 63-bit seed from (seed, name), identical across processes and Python runs."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def init_value(name: str, shape: tuple[int, ...], seed: int, rules: Sequence[InitRule]) -> torch.Tensor:
+    """The fp32 value parameter ``name`` gets for ``seed`` under ``rules``."""
+    for pattern, initializer in rules:
+        if fnmatch.fnmatchcase(name, pattern):
+            gen = torch.Generator(device="cpu")
+            gen.manual_seed(stable_seed(seed, name))
+            return initializer(tuple(shape), gen)
+    raise ValueError(f"no init rule matches parameter '{name}'")
+
+
+@torch.no_grad()
+def init_params_by_name(module: nn.Module, seed: int, rules: Sequence[InitRule], prefix: str = "") -> None:
+    """Fill every parameter of ``module`` from (seed, prefix + its name).
+
+    Parameters on the meta device are skipped (nothing to fill). Tied
+    parameters are visited once, under their first name.
+    """
+    for name, param in module.named_parameters():
+        if param.is_meta:
+            continue
+        value = init_value(prefix + name, tuple(param.shape), seed, rules)
+        param.copy_(value.to(device=param.device, dtype=param.dtype))

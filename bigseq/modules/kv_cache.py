@@ -1,0 +1,52 @@
+"""Key/value cache for incremental decoding.
+
+One preallocated (B, max_len, H_kv, D) key and value tensor per layer. A layer
+gets its own view (``cache.layer(i)``) and writes the keys of positions
+``start_pos .. start_pos + T - 1``; attention then runs over the first
+``start_pos + T`` cached positions.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bigseq.errors import BigseqError
+
+
+class LayerKVCache:
+    def __init__(self, keys_BSHD: torch.Tensor, values_BSHD: torch.Tensor):
+        self.keys_BSHD = keys_BSHD
+        self.values_BSHD = values_BSHD
+
+    def update(self, start_pos: int, k_BTHD: torch.Tensor, v_BTHD: torch.Tensor):
+        """Store k, v at start_pos; return all keys/values up to start_pos + T."""
+        end = start_pos + k_BTHD.shape[1]
+        if end > self.keys_BSHD.shape[1]:
+            raise BigseqError(f"KV cache holds {self.keys_BSHD.shape[1]} positions, decoding reached {end}; "
+                              f"make the cache longer (max_len) or generate fewer tokens")
+        if k_BTHD.shape[0] != self.keys_BSHD.shape[0]:
+            raise ValueError(f"batch of {k_BTHD.shape[0]} rows for a KV cache of {self.keys_BSHD.shape[0]}")
+        self.keys_BSHD[:, start_pos:end] = k_BTHD
+        self.values_BSHD[:, start_pos:end] = v_BTHD
+        return self.keys_BSHD[:, :end], self.values_BSHD[:, :end]
+
+
+class KVCache:
+    def __init__(self, num_layers: int, batch_size: int, max_len: int, num_kv_heads: int, head_dim: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+        shape = (batch_size, max_len, num_kv_heads, head_dim)
+        self.layers = [LayerKVCache(torch.zeros(shape, dtype=dtype, device=device),
+                                    torch.zeros(shape, dtype=dtype, device=device)) for _ in range(num_layers)]
+        self.max_len = max_len
+
+    def layer(self, index: int) -> LayerKVCache:
+        return self.layers[index]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def reorder(self, index_B: torch.Tensor) -> None:
+        """Keep/duplicate batch rows (beam search, dropping finished rows)."""
+        for lc in self.layers:
+            lc.keys_BSHD = lc.keys_BSHD.index_select(0, index_B)
+            lc.values_BSHD = lc.values_BSHD.index_select(0, index_B)
