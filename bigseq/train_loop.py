@@ -68,7 +68,7 @@ class Run:
         cfg, trainer = self.cfg, self.trainer
         epoch_itr = self.itr.next_epoch_itr()
         epoch = self.itr.epoch
-        bar = self.progress(epoch_itr, epoch, f"epoch {epoch:03d}", total=self.itr.updates_per_epoch)
+        bar = self.progress(epoch_itr, epoch, None, total=self.itr.updates_per_epoch)
         window: dict[str, float] = {}
         for samples in bar:
             out = trainer.train_step(samples)
@@ -92,7 +92,7 @@ class Run:
     def _train_stats(self, window: dict, last: dict) -> dict:
         stats = _reduce(self.trainer, window)
         stats.update(self.throughput.read_and_reset())
-        stats.update(epoch=self.itr.epoch, num_updates=self.trainer.num_updates, lr=last["lr"],
+        stats.update(num_updates=self.trainer.num_updates, lr=last["lr"],
                      gnorm=window["gnorm_sum"] / max(window["steps"], 1),
                      wall=round(time.perf_counter() - self.start_wall, 1))
         if self.trainer.skipped_nonfinite or self.trainer.skipped_overflow:

@@ -19,14 +19,15 @@ def build_parser(prog: str = "bigseq preprocess") -> FlagParser:
     return parser
 
 
-def main(argv=None) -> dict:
-    """Parse the flags and run preprocessing; returns the metadata written (BigseqError on bad input)."""
+def main(argv=None) -> None:
+    """Parse the flags and run preprocessing (raises BigseqError on bad input)."""
     args = vars(build_parser().parse_args(main_argv(argv)))
-    return preprocess(build_config(PreprocessConfig, None, args))
+    preprocess(build_config(PreprocessConfig, None, args))
 
 
 if __name__ == "__main__":
     try:
         main()
     except BigseqError as e:
-        sys.exit(f"bigseq: error: {e}")
+        print(f"bigseq: error: {e}", file=sys.stderr)
+        sys.exit(2)

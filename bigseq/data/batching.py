@@ -49,8 +49,34 @@ def plan_micro_batches(order: np.ndarray, src_lengths: np.ndarray, *, batch_size
         if batches and drop_last and len(batches[-1]) < batch_size:
             batches.pop()
         return batches
-    lengths = src_lengths[order].tolist()
     limit = batch_size or n
+    longest = int(src_lengths.max()) if n else 0
+    if n and int((src_lengths[order] == longest).sum()) >= n - 1:
+        # (nearly) equal lengths, e.g. break mode 'none': the greedy cut below gives equal batches
+        fits = min(limit, max_tokens // longest)
+        per = fits - fits % dp_size
+        if per == 0 and fits < n:
+            raise _too_small(max_tokens, longest, dp_size)
+        full = max(0, -(-(n - fits) // per)) if per else 0  # batches cut before the rest fits in one
+        batches = [order[i * per:(i + 1) * per] for i in range(full)]
+        tail = order[full * per:]
+        if drop_last:
+            tail = tail[:len(tail) - len(tail) % dp_size]
+        return batches + ([tail] if len(tail) else [])
+    return _greedy_max_tokens(order, src_lengths, limit=limit, max_tokens=max_tokens, dp_size=dp_size,
+                              drop_last=drop_last)
+
+
+def _too_small(max_tokens: int, length: int, dp_size: int) -> BigseqError:
+    return BigseqError(f"--max-tokens {max_tokens} holds fewer than one sample of {length} tokens per each of "
+                       f"the {dp_size} data-parallel ranks; use --max-tokens >= {dp_size * length} "
+                       "or a smaller --tokens-per-sample")
+
+
+def _greedy_max_tokens(order: np.ndarray, src_lengths: np.ndarray, *, limit: int, max_tokens: int, dp_size: int,
+                       drop_last: bool) -> list[np.ndarray]:
+    n = len(order)
+    lengths = src_lengths[order].tolist()
     batches, start = [], 0
     while start < n:
         pos, longest = start, 0
@@ -65,9 +91,7 @@ def plan_micro_batches(order: np.ndarray, src_lengths: np.ndarray, *, batch_size
         if count == 0:
             if pos >= n:
                 break  # fewer samples left than ranks: dropped
-            raise BigseqError(f"--max-tokens {max_tokens} holds fewer than one sample of {lengths[pos]} tokens "
-                              f"per each of the {dp_size} data-parallel ranks; use --max-tokens >= "
-                              f"{dp_size * lengths[pos]} or a smaller --tokens-per-sample")
+            raise _too_small(max_tokens, lengths[pos], dp_size)
         batches.append(order[start:start + count])
         start += count
     return batches

@@ -146,6 +146,36 @@ class MMapIndexedDataset:
         return len(self.doc_idx) - 1
 
 
+class _IntBuffer:
+    """A growing int64 array; single appends are batched into numpy chunks (compact at 10^8 entries)."""
+
+    def __init__(self, *initial: int):
+        self._chunks: list[np.ndarray] = []
+        self._pending: list[int] = list(initial)
+        self.last = initial[-1] if initial else None
+
+    def append(self, value: int) -> None:
+        self._pending.append(value)
+        self.last = value
+        if len(self._pending) >= 1 << 16:
+            self._flush()
+
+    def extend(self, values: np.ndarray) -> None:
+        if len(values):
+            self._flush()
+            self._chunks.append(np.array(values, dtype=np.int64))  # a copy: the caller may reuse its buffer
+            self.last = int(values[-1])
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._chunks.append(np.array(self._pending, dtype=np.int64))
+            self._pending = []
+
+    def array(self) -> np.ndarray:
+        self._flush()
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int64)
+
+
 class MMapIndexedDatasetBuilder:
     """Streams sequences to ``PREFIX.bin``; ``finalize()`` writes the index and publishes both.
 
@@ -161,8 +191,8 @@ class MMapIndexedDatasetBuilder:
             raise ValueError(f"unsupported token dtype {self.dtype}")
         self._tmp_bin, self._tmp_idx = data_path(prefix) + ".tmp", index_path(prefix) + ".tmp"
         self._bin = open(self._tmp_bin, "wb")
-        self._sizes: list[np.ndarray] = []
-        self._doc_idx = [0]
+        self._sizes = _IntBuffer()
+        self._doc_idx = _IntBuffer(0)
         self._count = 0
 
     def _check_range(self, tokens: np.ndarray) -> None:
@@ -176,43 +206,45 @@ class MMapIndexedDatasetBuilder:
         tokens = np.asarray(tokens.numpy() if isinstance(tokens, torch.Tensor) else tokens)
         self._check_range(tokens)
         self._bin.write(tokens.astype(self.dtype, copy=False).tobytes(order="C"))
-        self._sizes.append(np.array([tokens.size], dtype=np.int32))
+        self._sizes.append(tokens.size)
         self._count += 1
 
     def add_items(self, flat_tokens: np.ndarray, sizes: np.ndarray, *, documents: bool = True) -> None:
         """Append many sequences at once (``flat_tokens`` = them concatenated); each is a document if asked."""
-        flat_tokens, sizes = np.asarray(flat_tokens), np.asarray(sizes, dtype=np.int32)
+        flat_tokens, sizes = np.asarray(flat_tokens), np.asarray(sizes, dtype=np.int64)
         if int(sizes.sum()) != flat_tokens.size:
             raise ValueError("sizes do not add up to the number of tokens")
         self._check_range(flat_tokens)
         if documents:
             self.end_document()
         self._bin.write(flat_tokens.astype(self.dtype, copy=False).tobytes(order="C"))
-        self._sizes.append(sizes)
+        self._sizes.extend(sizes)
         if documents:
-            self._doc_idx.extend(range(self._count + 1, self._count + len(sizes) + 1))
+            self._doc_idx.extend(np.arange(self._count + 1, self._count + len(sizes) + 1))
         self._count += len(sizes)
 
     def end_document(self) -> None:
         """Mark the sequences added since the last call as one document."""
-        if self._doc_idx[-1] != self._count:
+        if self._doc_idx.last != self._count:
             self._doc_idx.append(self._count)
 
     def finalize(self) -> None:
         self.end_document()
         self._bin.close()
-        sizes = np.concatenate(self._sizes) if self._sizes else np.zeros(0, dtype=np.int32)
+        sizes, doc_idx = self._sizes.array(), self._doc_idx.array()
+        if len(sizes) and sizes.max() >= 2**31:
+            raise ValueError("a sequence of 2^31 tokens or more does not fit the index format")
         pointers = np.zeros(len(sizes), dtype=np.int64)
-        np.cumsum(sizes[:-1].astype(np.int64) * self.dtype.itemsize, out=pointers[1:])
+        np.cumsum(sizes[:-1] * self.dtype.itemsize, out=pointers[1:])
         with open(self._tmp_idx, "wb") as f:
             f.write(MAGIC + struct.pack("<Q", 1) + struct.pack("<B", DTYPE_TO_CODE[self.dtype]))
             f.write(struct.pack("<Q", len(sizes)))
             if self.layout == "megatron":
-                f.write(struct.pack("<Q", len(self._doc_idx)))
+                f.write(struct.pack("<Q", len(doc_idx)))
             f.write(sizes.astype("<i4").tobytes())
             f.write(pointers.astype("<i8").tobytes())
             if self.layout == "megatron":
-                f.write(np.asarray(self._doc_idx, dtype="<i8").tobytes())
+                f.write(doc_idx.astype("<i8").tobytes())
         os.replace(self._tmp_bin, data_path(self.prefix))
         os.replace(self._tmp_idx, index_path(self.prefix))
 

@@ -10,7 +10,6 @@ staging folder inside ``--destdir`` and moved into place at the end,
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 import tempfile
@@ -19,23 +18,22 @@ import uuid
 from dataclasses import dataclass
 
 import datasets
-import numpy as np
 from tqdm import tqdm
 
 from bigseq.data import indexed_dataset
+from bigseq.data.metadata import METADATA_FILE, METADATA_VERSION, write_metadata
 from bigseq.data.sources import Source, load_source, resolve_source
 from bigseq.data.tokenizer import Tokenizer
 from bigseq.errors import BigseqError
 
 DEFAULT_VOCAB_SIZE = 32000
-METADATA_FILE = "metadata.json"
-METADATA_VERSION = 1
 
 
 @dataclass(kw_only=True)
 class PreprocessConfig:
     trainpref: str | None = None
-    """Training data: a text file or glob (one document per line), json:PATH_OR_GLOB, parquet:PATH_OR_GLOB, or a folder saved with datasets.save_to_disk."""
+    """Training data: a text file or glob (one document per line), json:PATH_OR_GLOB,
+    parquet:PATH_OR_GLOB, or a folder saved with datasets.save_to_disk."""
     validpref: str | None = None
     """Validation data (same forms as --trainpref)."""
     testpref: str | None = None
@@ -95,6 +93,10 @@ def _binarize(ds, column: str, split: str, tokenizer: Tokenizer, staging: str, w
     """Tokenize one split into staging/{split}.bin/.idx; returns its counts."""
     fn = functools.partial(_tokenize_batch, hf_tokenizer=tokenizer.hf, column=column, eos=tokenizer.eos_idx)
     datasets.enable_progress_bars()
+    # tokenizers' thread pool does not survive the fork of map's workers; each worker tokenizes serially
+    parallelism = os.environ.get("TOKENIZERS_PARALLELISM")
+    if workers > 1:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
     try:
         tokens_ds = ds.map(fn, batched=True, batch_size=1000, num_proc=workers if workers > 1 else None,
                            remove_columns=ds.column_names, desc=f"tokenizing {split}",
@@ -103,6 +105,10 @@ def _binarize(ds, column: str, split: str, tokenizer: Tokenizer, staging: str, w
                            cache_file_name=os.path.join(staging, "cache", f"{split}-tokens.arrow"))
     finally:
         datasets.disable_progress_bars()
+        if parallelism is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = parallelism
     builder = indexed_dataset.MMapIndexedDatasetBuilder(
         os.path.join(staging, split), indexed_dataset.best_dtype(tokenizer.vocab_size))
     num_tokens = 0
@@ -125,8 +131,6 @@ def _get_tokenizer(cfg: PreprocessConfig, train_ds, column: str) -> Tokenizer:
 def preprocess(cfg: PreprocessConfig) -> dict:
     """Run the whole pipeline; returns the metadata written to DESTDIR/metadata.json."""
     sources = _check_config(cfg)
-    if cfg.workers > 1:  # tokenizers' own threads do not survive the fork of map's worker processes
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     staging = _make_staging(cfg.destdir)
     bars_were_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
@@ -150,7 +154,7 @@ def preprocess(cfg: PreprocessConfig) -> dict:
         tokenizer.save(staging)
         metadata = _metadata(cfg, tokenizer, stats)
         _publish(staging, cfg.destdir, list(stats))
-        _write_json(os.path.join(cfg.destdir, METADATA_FILE), metadata)
+        write_metadata(cfg.destdir, metadata)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if bars_were_enabled:
@@ -176,13 +180,6 @@ def _publish(staging: str, destdir: str, splits: list[str]) -> None:
         os.replace(os.path.join(staging, name), os.path.join(destdir, name))
 
 
-def _write_json(path: str, obj) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(path + ".tmp", path)
-
-
 def print_summary(metadata: dict, destdir: str) -> None:
     print(f"tokenizer: {metadata['tokenizer']['kind']}, vocab {metadata['vocab_size']} "
           f"-> {os.path.join(destdir, 'tokenizer.json')}")
@@ -193,11 +190,3 @@ def print_summary(metadata: dict, destdir: str) -> None:
               f"{rate:,.0f} tokens/s")
     print(f"wrote {destdir}: {', '.join(metadata['splits'])} (.bin/.idx), tokenizer.json, {METADATA_FILE}")
 
-
-def read_metadata(data_dir: str) -> dict:
-    path = os.path.join(data_dir, METADATA_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise BigseqError(f"{path}: not valid JSON ({e}); re-run `bigseq preprocess ... --destdir {data_dir}`") from None

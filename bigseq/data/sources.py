@@ -1,7 +1,8 @@
 """Raw inputs of ``bigseq preprocess`` -> an HF ``datasets.Dataset`` with one text column.
 
 An input spec is a text file or glob (one document per line), ``json:PATH_OR_GLOB``,
-``parquet:PATH_OR_GLOB``, or a folder written by ``datasets.save_to_disk``.
+``parquet:PATH_OR_GLOB``, or a folder written by ``datasets.save_to_disk``. Without a
+prefix, files that all end in .json/.jsonl (or all in .parquet) are read as such.
 Text files are decoded as UTF-8 with invalid bytes replaced by U+FFFD; a cheap
 first pass counts those bytes so the summary can report them.
 """
@@ -20,7 +21,7 @@ import datasets
 
 from bigseq.errors import BigseqError
 
-_FORMATS = ("text", "json", "parquet")
+_FORMATS = ("text", "json", "parquet")  # text: forces one document per line whatever the extension
 _SAVED_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _SPLIT_NAMES = {"train": ("train",), "valid": ("validation", "valid", "dev"), "test": ("test",)}
@@ -52,10 +53,19 @@ def resolve_source(spec: str, flag: str) -> Source:
         paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
     else:
         paths = [pattern] if os.path.isfile(pattern) else []
+    if kind == "text" and not spec.startswith("text:"):
+        kind = _kind_from_extensions(paths)
     if not paths:
         raise BigseqError(f"{flag} {spec}: no such file (nor matching files); give a text file or glob, "
                           "json:PATH, parquet:PATH or a folder saved with datasets.save_to_disk")
     return Source(spec, kind, paths)
+
+
+def _kind_from_extensions(paths: list[str]) -> str:
+    exts = {os.path.splitext(p.removesuffix(".gz"))[1].lower() for p in paths}
+    if exts and exts <= {".json", ".jsonl"}:
+        return "json"
+    return "parquet" if exts == {".parquet"} else "text"
 
 
 _invalid_bytes = [0]

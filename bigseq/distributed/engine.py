@@ -111,8 +111,8 @@ def initialize(cfg, model: torch.nn.Module, dp_size: int):
 
     ds_config = build_ds_config(cfg, dp_size)
     optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad], ds_config)
-    make_step_skippable(optimizer)
     scheduler = SkippableLRScheduler(build_lr_scheduler(cfg, optimizer), optimizer)
+    make_step_skippable(optimizer)  # after the scheduler: torch's LRScheduler re-wraps optimizer.step
     try:
         engine, ds_optimizer, _, ds_scheduler = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)

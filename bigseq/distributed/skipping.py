@@ -7,6 +7,11 @@ optimizer state, the weights and the LR schedule stay as they were.
 
 from __future__ import annotations
 
+import warnings
+
+# torch warns when optimizer.step is re-wrapped after the scheduler was built; bigseq does it on purpose
+warnings.filterwarnings("ignore", message=".*optimizer.step\\(\\)` has been overridden.*")
+
 
 def make_step_skippable(optimizer) -> None:
     """Give the optimizer a `skip_next_step` flag honoured by its step()."""

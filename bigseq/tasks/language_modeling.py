@@ -17,7 +17,7 @@ from typing import Literal
 from bigseq.data.dictionary import Dictionary
 from bigseq.data.indexed_dataset import MMapIndexedDataset, exists
 from bigseq.data.iterators import EpochBatchIterator
-from bigseq.data.preprocessing import METADATA_FILE, read_metadata
+from bigseq.data.metadata import METADATA_FILE, read_metadata
 from bigseq.data.token_blocks import TokenBlocks
 from bigseq.data.tokenizer import Tokenizer
 from bigseq.errors import BigseqError
@@ -34,7 +34,8 @@ class LanguageModelingConfig:
     tokens_per_sample: int = 512
     """Tokens per training sample (the model's context length during training)."""
     sample_break_mode: Literal["none", "eos", "complete"] = "none"
-    """How samples are cut: 'none' = fixed windows over the token stream; 'eos' = one document per sample; 'complete' = whole documents packed into samples."""
+    """How samples are cut: 'none' = fixed windows over the token stream; 'eos' = one document
+    per sample; 'complete' = whole documents packed into samples."""
 
 
 @register_task("language_modeling", LanguageModelingConfig)
@@ -49,14 +50,16 @@ class LanguageModelingTask(Task):
         self.data_dir = cfg.data
         self.datasets: dict[str, TokenBlocks] = {}
         self.tokenizer: Tokenizer | None = None
-        self.dictionary: Dictionary | None = None
+        self.dictionary: Dictionary | None = None  # fairseq data dirs
+        self.metadata: dict | None = None  # bigseq data dirs
         if not os.path.isdir(self.data_dir):
             raise BigseqError(f"data directory {self.data_dir} does not exist; {_FIX.format(self.data_dir)}")
         if os.path.isfile(os.path.join(self.data_dir, METADATA_FILE)):
             self._load_bigseq_dir()
         elif os.path.isfile(os.path.join(self.data_dir, "dict.txt")):
             self.dictionary = Dictionary.load(os.path.join(self.data_dir, "dict.txt"))
-            self._vocab_size, self._pad, self._eos = len(self.dictionary), self.dictionary.pad_idx, self.dictionary.eos_idx
+            d = self.dictionary
+            self._vocab_size, self._pad, self._eos = len(d), d.pad_idx, d.eos_idx
         else:
             raise BigseqError(f"{self.data_dir} has neither {METADATA_FILE} (bigseq) nor dict.txt (fairseq); "
                               f"{_FIX.format(self.data_dir)}")

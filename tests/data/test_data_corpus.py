@@ -19,7 +19,23 @@ def test_stdlib_corpus_is_deterministic_and_capped(tmp_path):
     assert len(train) == a.train_documents > 10 and len(valid) == a.valid_documents > 2
     assert 150_000 <= a.train_bytes < 150_000 + 2_000_000 and 30_000 <= a.valid_bytes
     assert all(doc.strip() for doc in train + valid) and any("def " in doc for doc in train)
-    assert not set(train) & set(valid) - {""} or len(set(train) & set(valid)) < 3  # split by file, not by line
+
+
+def test_each_file_goes_wholly_to_one_split(tmp_path):
+    src = tmp_path / "lib"
+    (src / "pkg").mkdir(parents=True)
+    (src / "test").mkdir()
+    (src / "test" / "test_x.py").write_text("skipped = True\n")
+    for i in range(60):
+        body = "".join(f"x_{i}_{j} = {j}\n" + ("\n" if j % 9 == 8 else "") for j in range(50))
+        (src / ("pkg" if i % 2 else "") / f"m{i}.py").write_text(body)
+    info = build_stdlib_corpus(str(tmp_path / "out"), train_bytes=10**9, valid_bytes=10**9, stdlib_dir=str(src))
+    splits = {name: "".join(read(path)) for name, path in (("train", info.train_path), ("valid", info.valid_path))}
+    for i in range(60):
+        owners = [name for name, text in splits.items() if f"x_{i}_" in text]
+        assert len(owners) == 1 and splits[owners[0]].count(f"x_{i}_") == 50
+    assert info.valid_documents > 0 and info.train_documents > info.valid_documents
+    assert "skipped" not in splits["train"] + splits["valid"]
 
 
 def test_split_blocks_cuts_at_blank_lines():

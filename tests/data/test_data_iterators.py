@@ -94,7 +94,8 @@ def test_resume_mid_epoch_continues_with_the_next_update():
     again.load_state_dict(resumed.state_dict())
     next_epoch = [[s["id"].tolist() for s in u] for u in epoch_updates(again)]
     assert again.epoch == 2 and next_epoch != full
-    assert next_epoch == [[s["id"].tolist() for s in u] for u in epoch_updates(iterator(blocks, dp_rank=1, dp_size=2, epoch=2))]
+    fresh = iterator(blocks, dp_rank=1, dp_size=2, epoch=2)
+    assert next_epoch == [[s["id"].tolist() for s in u] for u in epoch_updates(fresh)]
 
 
 def test_epochs_shuffle_differently_and_deterministically():
@@ -148,3 +149,17 @@ def test_bad_batch_arguments():
         iterator(blocks, batch_size=len(blocks), update_freq=2)
     with pytest.raises(BigseqError, match="set --batch-size N or --max-tokens N"):
         iterator(blocks, batch_size=None)
+
+
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_equal_length_shortcut_matches_the_greedy_cut(drop_last):
+    from bigseq.data.batching import _greedy_max_tokens, epoch_order, plan_micro_batches
+    src_lengths = make_blocks("none").lengths - 1
+    assert len(set(src_lengths.tolist())) == 2  # all T but the last window
+    for dp_size, max_tokens in [(1, 8), (2, 40), (3, 40), (3, 50), (4, 100), (4, 40)]:
+        order = epoch_order(len(src_lengths), seed=1, epoch=1, shuffle=True)
+        fast = plan_micro_batches(order, src_lengths, batch_size=None, max_tokens=max_tokens, dp_size=dp_size,
+                                  drop_last=drop_last)
+        slow = _greedy_max_tokens(order, src_lengths, limit=len(order), max_tokens=max_tokens, dp_size=dp_size,
+                                  drop_last=drop_last)
+        assert [b.tolist() for b in fast] == [b.tolist() for b in slow]

@@ -113,15 +113,15 @@ class TransformerLanguageModel(BaseModel):
         init_params_by_name(self, seed, init_rules(self.cfg))
 
     # forward ----------------------------------------------------------------
-    def forward(self, src_tokens_BT: torch.Tensor, *, kv_cache: KVCache | None = None,
+    def forward(self, src_tokens: torch.Tensor, *, kv_cache: KVCache | None = None,
                 start_pos: int = 0) -> torch.Tensor:
-        """tokens (B, T) at positions start_pos.. -> logits (B, T, V)."""
-        return self.output_layer(self.forward_hidden(src_tokens_BT, kv_cache=kv_cache, start_pos=start_pos))
+        """src_tokens (B, T) at positions start_pos.. -> logits (B, T, V)."""
+        return self.output_layer(self.forward_hidden(src_tokens, kv_cache=kv_cache, start_pos=start_pos))
 
-    def forward_hidden(self, src_tokens_BT: torch.Tensor, *, kv_cache: KVCache | None = None,
+    def forward_hidden(self, src_tokens: torch.Tensor, *, kv_cache: KVCache | None = None,
                        start_pos: int = 0) -> torch.Tensor:
-        """tokens (B, T) -> hidden states after the final norm (B, T, D)."""
-        x_BTD = self.embed(src_tokens_BT, start_pos)
+        """src_tokens (B, T) -> hidden states after the final norm (B, T, D)."""
+        x_BTD = self.embed(src_tokens, start_pos)
         recompute = self.cfg.checkpoint_activations and self.training and kv_cache is None and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
             if recompute:

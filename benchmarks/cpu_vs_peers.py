@@ -1,0 +1,149 @@
+"""CPU training throughput of bigseq vs fairseq-train vs the HF Trainer: same model, same data.
+
+    .venv/bin/python benchmarks/cpu_vs_peers.py            # all runs, ~5 min after a one-time setup
+    .venv/bin/python benchmarks/cpu_vs_peers.py --only bigseq
+
+Model: fairseq `transformer_lm`, 4 layers, dim 256, 4 heads, FFN 1024, shared input/output embeddings,
+GPT-2 style (learned positions, pre-norm, GELU), dropout 0.1; 256 tokens per sample, batch 8, Adam,
+lr 5e-4. Data: this interpreter's stdlib sources, byte-level BPE, binarized once by fairseq-preprocess;
+all three tools read the same token ids. The table goes to benchmarks/results/cpu_vs_peers.md.
+fairseq-train runs from its own venv (benchmarks/.peer-venvs/fairseq, created on first use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import shlex
+import sys
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(BENCH_DIR))
+
+from peers.corpus import build_data  # noqa: E402
+from peers.cpu_load import wait_until_quiet  # noqa: E402
+from peers.fairseq_venv import ensure_fairseq_venv, installed_versions  # noqa: E402
+from peers.measure import RunResult, run_and_measure  # noqa: E402
+from peers.report import (best_per_run, describe_run, format_markdown, format_text_table, machine_facts,  # noqa: E402
+                          table_rows, write_atomically)
+
+BASELINE = "fairseq-train fp32"
+TOOLS = ("fairseq", "hf", "bigseq")
+MODEL_FLAGS = ["--decoder-layers", "4", "--decoder-embed-dim", "256", "--decoder-attention-heads", "4",
+               "--decoder-ffn-embed-dim", "1024", "--share-decoder-input-output-embed", "--dropout", "0.1"]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
+    parser.add_argument("--warmup", type=int, default=10, help="updates run before timing starts")
+    parser.add_argument("--updates", type=int, default=50, help="timed updates per run")
+    parser.add_argument("--log-interval", type=int, default=5, help="log interval of fairseq-train and bigseq")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per configuration (interleaved); best kept")
+    parser.add_argument("--quiet-wait", type=float, default=20,
+                        help="before each run, wait up to this many seconds for other processes to go idle")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds before a run is killed")
+    parser.add_argument("--corpus-bytes", type=int, default=3_000_000, help="stdlib source bytes in the corpus")
+    parser.add_argument("--vocab-size", type=int, default=8192, help="byte-level BPE vocabulary size")
+    parser.add_argument("--work-dir", type=Path, default=BENCH_DIR / ".peer-work")
+    parser.add_argument("--venv-dir", type=Path, default=BENCH_DIR / ".peer-venvs" / "fairseq")
+    parser.add_argument("--output", type=Path, default=BENCH_DIR / "results" / "cpu_vs_peers.md")
+    args = parser.parse_args()
+    args.tools = [t.strip() for t in args.only.split(",") if t.strip()]
+    unknown = set(args.tools) - set(TOOLS)
+    if unknown:
+        parser.error(f"--only: unknown {sorted(unknown)}; choose from {','.join(TOOLS)}")
+    return args
+
+
+def planned_runs(args, fairseq_bin: Path, data_dir: Path, vocab: int) -> list[tuple[str, list[str], dict]]:
+    """(name, command, extra env) for every selected run, in table order."""
+    max_update = str(args.warmup + args.updates)
+    interval = str(args.log_interval)
+    common = ["--task", "language_modeling", "--tokens-per-sample", "256", "--sample-break-mode", "none",
+              "--batch-size", "8", "--optimizer", "adam", "--lr", "5e-4", "--max-update", max_update,
+              "--log-format", "json", "--log-interval", interval, "--no-save", "--disable-validation",
+              "--seed", "1"]
+    runs = []
+    if "fairseq" in args.tools:
+        runs.append((BASELINE, [str(fairseq_bin / "fairseq-train"), str(data_dir), "--arch", "transformer_lm",
+                                *MODEL_FLAGS, "--decoder-learned-pos", "--decoder-normalize-before",
+                                "--activation-fn", "gelu", *common, "--cpu",
+                                "--save-dir", str(args.work_dir / "fairseq-ckpt")], {}))
+    if "hf" in args.tools:
+        hf = [sys.executable, "-m", "peers.hf_trainer_run", str(data_dir), "--max-update", max_update,
+              "--vocab-size", str(vocab)]
+        env = {"PYTHONPATH": str(BENCH_DIR)}
+        runs += [("HF Trainer fp32", hf, env), ("HF Trainer bf16", hf + ["--bf16"], env)]
+    if "bigseq" in args.tools:
+        bigseq = Path(sys.executable).parent / "bigseq"
+        for precision in ("fp32", "bf16"):
+            runs.append((f"bigseq {precision}", [str(bigseq), "train", str(data_dir), "--arch", "gpt2_tiny",
+                                                 *MODEL_FLAGS, *common, "--precision", precision,
+                                                 "--save-dir", str(args.work_dir / f"bigseq-ckpt-{precision}")], {}))
+    return runs
+
+
+def shown(command: list[str]) -> str:
+    """A command line with repository paths made relative, as a reader would type it from the repo root."""
+    return shlex.join(command).replace(str(REPO_ROOT) + "/", "")
+
+
+def main() -> None:
+    args = parse_args()
+    facts = machine_facts()
+    fairseq_bin = ensure_fairseq_venv(args.venv_dir)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    (args.work_dir / ".gitignore").write_text("*\n")
+    data = build_data(args.work_dir, fairseq_bin / "fairseq-preprocess", max_bytes=args.corpus_bytes,
+                      vocab_size=args.vocab_size)
+    data_dir = args.work_dir / "data-bin"
+    tokens_per_update = 8 * 256
+    results: list[RunResult] = []
+    runs = planned_runs(args, fairseq_bin, data_dir, data["dictionary_size"])
+    for repeat in range(args.repeats):
+        for name, command, env in runs:
+            wait_until_quiet(args.quiet_wait)
+            log_path = args.work_dir / f"{name.replace(' ', '_')}-{repeat + 1}.log"
+            try:
+                result = run_and_measure(name, command, log_path=log_path, warmup=args.warmup,
+                                         log_interval=args.log_interval, tokens_per_update=tokens_per_update,
+                                         timeout_s=args.timeout, env=env)
+            except OSError as err:  # e.g. the bigseq console script is not installed
+                result = RunResult(name=name, command=command, error=str(err))
+            print(f"[run] {describe_run(result)}  (log: {shown([str(log_path)])})", flush=True)
+            results.append(result)
+
+    rows = table_rows(best_per_run(results), BASELINE)
+    print("\n" + format_text_table(rows))
+    facts["torch (HF Trainer, bigseq)"] = importlib.metadata.version("torch")
+    facts["transformers"] = importlib.metadata.version("transformers")
+    facts["fairseq venv"] = installed_versions(fairseq_bin)
+    setup = [
+        f"data: {data['documents']} stdlib .py files ({data['source_bytes']:,} chars), byte-level BPE "
+        f"{data['bpe_vocab']} -> fairseq dictionary {data['dictionary_size']} (4 specials, padded to 8); "
+        f"{data['train_tokens']:,} train tokens, `fairseq-preprocess --only-source --dataset-impl mmap`",
+        "model: 4 layers, dim 256, 4 heads, FFN 1024, tied embeddings, learned positions, pre-norm, GELU, "
+        "dropout 0.1 (attention dropout 0); 256 tokens x batch 8 = 2,048 tokens per update; Adam, lr 5e-4, "
+        "no gradient clipping",
+        "fairseq-train: `--arch transformer_lm` plus `--decoder-learned-pos --decoder-normalize-before "
+        "--activation-fn gelu` so it is the GPT-2-style model the others run; `--cpu`, fp32",
+        "HF Trainer: GPT2LMHeadModel from a GPT2Config, AdamW with weight decay 0 (= Adam), constant LR, "
+        "max_grad_norm 0, `use_cpu=True`, `bf16=True` for the bf16 row (CPU autocast)",
+        "bigseq: `bigseq train --arch gpt2_tiny` with the same model flags, `--precision fp32|bf16`",
+        f"timing: {args.warmup} warmup updates, then {args.updates} timed; fairseq-train/bigseq log every "
+        f"{args.log_interval} updates, the HF runner prints every update",
+    ]
+    details = [describe_run(r) for r in results]
+    commands = [f"{name}: `{shown(command)}`" for name, command, _ in runs]
+    command = shown([".venv/bin/python", "benchmarks/cpu_vs_peers.py", *sys.argv[1:]])
+    write_atomically(args.output, format_markdown(rows, facts=facts, command=command, setup=setup, details=details,
+                                                   commands=commands, interval=args.log_interval,
+                                                   repeats=args.repeats))
+    print(f"\nwrote {shown([str(args.output)])}")
+
+
+if __name__ == "__main__":
+    main()

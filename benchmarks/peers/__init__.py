@@ -1,0 +1,1 @@
+"""Helpers of benchmarks/cpu_vs_peers.py: peer installs, shared data, timed runs, the report."""
