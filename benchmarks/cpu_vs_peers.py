@@ -26,13 +26,25 @@ from peers.corpus import build_data  # noqa: E402
 from peers.cpu_load import wait_until_quiet  # noqa: E402
 from peers.fairseq_venv import ensure_fairseq_venv, installed_versions  # noqa: E402
 from peers.measure import RunResult, run_and_measure  # noqa: E402
-from peers.report import (best_per_run, describe_run, format_markdown, format_text_table, machine_facts,  # noqa: E402
-                          table_rows, write_atomically)
+from peers.report import (  # noqa: E402
+    best_per_run,
+    describe_run,
+    format_markdown,
+    format_text_table,
+    machine_facts,
+    table_rows,
+    write_atomically,
+)
 
 BASELINE = "fairseq-train fp32"
 TOOLS = ("fairseq", "hf", "bigseq")
 MODEL_FLAGS = ["--decoder-layers", "4", "--decoder-embed-dim", "256", "--decoder-attention-heads", "4",
                "--decoder-ffn-embed-dim", "1024", "--share-decoder-input-output-embed", "--dropout", "0.1"]
+
+# fairseq's dataclass defaults keep input/output dims at 512 unless given, which would add 512-wide
+# embeddings and two projections; the rest makes it the GPT-2-style block the other tools run
+FAIRSEQ_GPT2_STYLE_FLAGS = ["--decoder-input-dim", "256", "--decoder-output-dim", "256", "--decoder-learned-pos",
+                            "--decoder-normalize-before", "--activation-fn", "gelu"]
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,8 +81,8 @@ def planned_runs(args, fairseq_bin: Path, data_dir: Path, vocab: int) -> list[tu
     runs = []
     if "fairseq" in args.tools:
         runs.append((BASELINE, [str(fairseq_bin / "fairseq-train"), str(data_dir), "--arch", "transformer_lm",
-                                *MODEL_FLAGS, "--decoder-learned-pos", "--decoder-normalize-before",
-                                "--activation-fn", "gelu", *common, "--cpu",
+                                *MODEL_FLAGS, *FAIRSEQ_GPT2_STYLE_FLAGS,
+                                *common, "--cpu",
                                 "--save-dir", str(args.work_dir / "fairseq-ckpt")], {}))
     if "hf" in args.tools:
         hf = [sys.executable, "-m", "peers.hf_trainer_run", str(data_dir), "--max-update", max_update,
@@ -128,8 +140,10 @@ def main() -> None:
         "model: 4 layers, dim 256, 4 heads, FFN 1024, tied embeddings, learned positions, pre-norm, GELU, "
         "dropout 0.1 (attention dropout 0); 256 tokens x batch 8 = 2,048 tokens per update; Adam, lr 5e-4, "
         "no gradient clipping",
-        "fairseq-train: `--arch transformer_lm` plus `--decoder-learned-pos --decoder-normalize-before "
-        "--activation-fn gelu` so it is the GPT-2-style model the others run; `--cpu`, fp32",
+        f"fairseq-train: `--arch transformer_lm` plus `{' '.join(FAIRSEQ_GPT2_STYLE_FLAGS)}` so it is the "
+        "GPT-2-style model the others run (without the two dims fairseq builds 512-wide embeddings and two "
+        "projections: 7.4M parameters instead of 5.2M); `--cpu`, fp32, its default 1 data-loader worker; "
+        "fairseq's `--bf16` is not run: with `--cpu` it takes the TPU path and fails (`xm.xla_device`)",
         "HF Trainer: GPT2LMHeadModel from a GPT2Config, AdamW with weight decay 0 (= Adam), constant LR, "
         "max_grad_norm 0, `use_cpu=True`, `bf16=True` for the bf16 row (CPU autocast)",
         "bigseq: `bigseq train --arch gpt2_tiny` with the same model flags, `--precision fp32|bf16`",

@@ -140,20 +140,24 @@ def loss_rows(cfg, copy_rate: float):
 
 def configs(tiny: bool):
     if tiny:
-        return argparse.Namespace(dtype=torch.bfloat16, tokens=128, model_dim=64,
-                                  head_dims=(32, 64), seqlens=(64, 128), loss_tokens=32, vocabs=(300, 1000), hidden=64, reps=1,
+        return argparse.Namespace(dtype=torch.bfloat16, tokens=128, model_dim=64, head_dims=(32, 64),
+                                  seqlens=(64, 128), loss_tokens=32, vocabs=(300, 1000), hidden=64, reps=1,
                                   matmul_n=256, copy_numel=1 << 20)
     return argparse.Namespace(dtype=torch.bfloat16, tokens=16384, model_dim=2048, head_dims=(64, 128),
-                              seqlens=(512, 1024, 2048, 4096, 8192, 16384), loss_tokens=16384, vocabs=(32768, 131072), hidden=4096,
-                              reps=10, matmul_n=8192, copy_numel=1 << 28)
+                              seqlens=(512, 1024, 2048, 4096, 8192, 16384), loss_tokens=16384,
+                              vocabs=(32768, 131072), hidden=4096, reps=10, matmul_n=8192, copy_numel=1 << 28)
 
 
 def header() -> list[str]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except OSError:
-        commit = "unknown"
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout
+        except OSError:
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no").strip():
+        commit += " + uncommitted changes"
     device = torch.cuda.get_device_name() if CUDA else "CPU (Triton interpreter)"
     lines = [f"# bigseq kernels benchmark: {device}", "",
              f"commit {commit}, torch {torch.__version__}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "

@@ -60,7 +60,7 @@ std::vector<at::Tensor> ce_forward(const at::Tensor& logits, const at::Tensor& t
 }
 
 void ce_backward(const at::Tensor& logits, const at::Tensor& target, const at::Tensor& lse, const at::Tensor& g_loss,
-                 const at::Tensor& g_nll, at::Tensor& dlogits, int64_t ignore_index, double coef_nll,
+                 const at::Tensor& g_nll, const at::Tensor& dlogits, int64_t ignore_index, double coef_nll,
                  double coef_smooth, double z_loss, int64_t stream) {
   check_rows(logits, target);
   TORCH_CHECK(dlogits.sizes() == logits.sizes() && dlogits.stride(1) == 1 &&

@@ -1,4 +1,4 @@
-// Shared device helpers for bigseq's CUDA kernels. Kernels only see raw pointers;
+// Shared device functions for bigseq's CUDA kernels. Kernels only see raw pointers;
 // torch types stay in bindings.cpp, so these sources compile with nvcc alone.
 #pragma once
 

@@ -62,8 +62,9 @@ def main() -> None:
             max_steps=args.max_update, learning_rate=5e-4, weight_decay=0.0, lr_scheduler_type="constant",
             max_grad_norm=0.0, logging_strategy="no", save_strategy="no", report_to="none",
             dataloader_num_workers=0, disable_tqdm=True, seed=1)
-        print(json.dumps({"optimizer": str(training_args.optim), "attention": model.config._attn_implementation,
-                          "threads": torch.get_num_threads()}), flush=True)
+        facts = {"parameters": sum(p.numel() for p in model.parameters()), "optimizer": str(training_args.optim),
+                 "attention": model.config._attn_implementation, "threads": torch.get_num_threads()}
+        print(json.dumps(facts), flush=True)
         Trainer(model=model, args=training_args, train_dataset=dataset, callbacks=[PrintUpdates()]).train()
 
 

@@ -3,16 +3,17 @@
 Every log line that carries an update count is stamped with the time it arrived on our pipe.
 Updates are grouped into the same windows for every tool (every `log_interval` updates, after
 `warmup`); each window gives a rate = its updates * tokens per update / its seconds, and the run's
-figure is the median window (robust to a burst of load from other processes on a shared machine).
+figure is the median window. The machine may be shared: the CPU used by other processes is
+measured per window, and when enough windows were quiet only those count.
 Where a tool logs its own throughput (fairseq's "wps", bigseq's "tokens_per_s") the median of
-those over the same windows is kept beside it as a cross-check. The CPU used by other processes
-during the timed windows is measured too, so a contended run can be recognised.
+those over the same windows is kept beside it as a cross-check.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -25,19 +26,25 @@ from peers.cpu_load import machine_busy_s, session_cpu_s
 
 _UPDATE_KEYS = ("num_updates", "update")
 _RATE_KEYS = ("tokens_per_s", "wps", "tok/s", "tokens/s")
+# how each tool states its model size: fairseq, bigseq, the HF runner
+_PARAMETERS = re.compile(r"num\. shared model params: ([\d,]+)|([\d,]+) parameters|\"parameters\": (\d+)")
+QUIET_LOAD_CORES = 0.2  # a window counts as quiet when other processes used less than this
 
 
 @dataclass(kw_only=True)
 class RunResult:
     name: str
     command: list[str]
-    tokens_per_s: float | None = None  # median over the timed windows
+    tokens_per_s: float | None = None  # median over the (quiet) timed windows
     mean_tokens_per_s: float | None = None  # all timed updates / all timed seconds
     self_reported_tokens_per_s: float | None = None
     timed_updates: int = 0
     other_load_cores: float | None = None  # CPU used by other processes while timed, in cores
+    parameters: int | None = None  # the model size the tool reports, to show the models are the same
     error: str | None = None
     window_rates: list[float] = field(default_factory=list)
+    window_loads: list[float] = field(default_factory=list)  # other processes' cores in each window
+    windows_used: int = 0  # the quiet windows, or all of them when too few were quiet
 
 
 @dataclass
@@ -91,6 +98,8 @@ def run_and_measure(name: str, command: list[str], *, log_path: Path, warmup: in
             for line in proc.stdout:
                 now = time.monotonic()
                 log.write(line)
+                if result.parameters is None and (size := _PARAMETERS.search(line)):
+                    result.parameters = int(next(g for g in size.groups() if g).replace(",", ""))
                 record = parse_record(line)
                 update = update_of(record) if record else None
                 if update is None or update in marks or update < warmup or update % log_interval:
@@ -117,16 +126,25 @@ def _fill_throughput(result: RunResult, marks: dict[int, _Mark], tokens_per_upda
         return
     first, last = marks[updates[0]], marks[updates[-1]]
     result.timed_updates = updates[-1] - updates[0]
-    seconds = last.time_s - first.time_s
-    result.mean_tokens_per_s = result.timed_updates * tokens_per_update / seconds
-    result.window_rates = [(u - p) * tokens_per_update / (marks[u].time_s - marks[p].time_s)
-                           for p, u in zip(updates, updates[1:])]
-    result.tokens_per_s = statistics.median(result.window_rates)
-    reported = [marks[u].reported_rate for u in updates[1:]]
+    result.mean_tokens_per_s = result.timed_updates * tokens_per_update / (last.time_s - first.time_s)
+    windows = list(zip(updates, updates[1:]))
+    result.window_rates = [(u - p) * tokens_per_update / (marks[u].time_s - marks[p].time_s) for p, u in windows]
+    result.window_loads = [_other_load(marks[p], marks[u]) for p, u in windows]
+    # on a shared machine, judge by the windows nobody else was busy in, when there are enough of them
+    quiet = [i for i, load in enumerate(result.window_loads) if load < QUIET_LOAD_CORES]
+    used = quiet if len(quiet) >= max(3, len(windows) // 3) else list(range(len(windows)))
+    result.windows_used = len(used)
+    result.tokens_per_s = statistics.median(result.window_rates[i] for i in used)
+    result.other_load_cores = statistics.mean(result.window_loads[i] for i in used)
+    reported = [marks[u].reported_rate for _, u in windows]
     if all(reported):
-        result.self_reported_tokens_per_s = statistics.median(reported)
-    busy = last.machine_busy_s - first.machine_busy_s
-    result.other_load_cores = max(0.0, busy - (last.run_cpu_s - first.run_cpu_s)) / seconds
+        result.self_reported_tokens_per_s = statistics.median(reported[i] for i in used)
+
+
+def _other_load(start: _Mark, end: _Mark) -> float:
+    """Cores used by processes outside the run between two marks."""
+    busy = end.machine_busy_s - start.machine_busy_s
+    return max(0.0, busy - (end.run_cpu_s - start.run_cpu_s)) / (end.time_s - start.time_s)
 
 
 def _last_error_line(log_path: Path) -> str:

@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-from peers.measure import RunResult
+from peers.measure import QUIET_LOAD_CORES, RunResult
 
 
 def machine_facts() -> dict[str, str]:
@@ -43,7 +43,8 @@ def table_rows(results: list[RunResult], baseline: str) -> list[list[str]]:
             continue
         ratio = f"{r.tokens_per_s / base:.2f}x" if base else "n/a"
         own = f"{r.self_reported_tokens_per_s:,.0f}" if r.self_reported_tokens_per_s else "-"
-        note = f"{r.timed_updates} updates timed" + (f"; {r.error}" if r.error else "")
+        note = (f"{r.timed_updates} updates timed, {r.windows_used} of {len(r.window_rates)} windows used"
+                + (f"; {r.error}" if r.error else ""))
         rows.append([r.name, f"{r.tokens_per_s:,.0f}", ratio, own, f"{r.other_load_cores:.2f}", note])
     return rows
 
@@ -52,9 +53,10 @@ def describe_run(r: RunResult) -> str:
     """One line per repeat: median, mean and every window's rate."""
     if r.tokens_per_s is None:
         return f"{r.name}: failed: {r.error}"
-    windows = ", ".join(f"{x:,.0f}" for x in r.window_rates)
-    return (f"{r.name}: median {r.tokens_per_s:,.0f}, mean {r.mean_tokens_per_s:,.0f} tokens/s, "
-            f"other load {r.other_load_cores:.2f} cores; windows: {windows}")
+    windows = ", ".join(f"{x:,.0f} ({load:.1f})" for x, load in zip(r.window_rates, r.window_loads))
+    size = f"{r.parameters:,} parameters, " if r.parameters else ""
+    return (f"{r.name}: {size}{r.tokens_per_s:,.0f} tokens/s over {r.windows_used} windows (mean of all "
+            f"{r.mean_tokens_per_s:,.0f}); windows: tokens/s (other load): {windows}")
 
 
 def format_text_table(rows: list[list[str]]) -> str:
@@ -76,10 +78,12 @@ def format_markdown(rows: list[list[str]], *, facts: dict[str, str], command: st
         *table, "",
         f"tokens/s: the median over windows of {interval} updates (after the warmup) of updates x tokens per "
         "update / seconds between the log lines that close the window, stamped as they arrived from the run: "
-        f"the same clock for every tool. Each configuration ran {repeats} time(s), interleaved; the table keeps "
-        "its fastest run. \"tool's own tokens/s\": the median of the tool's logged throughput over the same "
-        "windows, as a cross-check. \"other load\": CPU used by other processes on the machine while the run "
-        f"was timed, in cores (of {facts['nproc']}); anything well above 0 means the figure is depressed by sharing.", "",
+        "the same clock for every tool. The machine may be shared: windows in which other processes used "
+        f"{QUIET_LOAD_CORES} cores or more are left out when at least a third of the windows (and 3) were quiet. "
+        f"Each configuration ran {repeats} time(s), interleaved; the table keeps its fastest run. "
+        "\"tool's own tokens/s\": the median of the tool's logged throughput over the same "
+        "windows, as a cross-check. \"other load\": mean CPU used by other processes in the windows used, "
+        f"in cores (of {facts['nproc']}); anything well above 0 means the figure is depressed by sharing.", "",
         "## Setup", "", *[f"- {line}" for line in setup], "",
         "## Every run", "", *[f"- {line}" for line in details], "",
         "## Commands", "", *[f"- {line}" for line in commands], "",

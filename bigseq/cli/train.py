@@ -32,14 +32,15 @@ def main(argv=None):
     cfg = options.parse_train_config(argv)
     if not cfg.checkpoint.no_save:
         ckpt_files.check_writable(cfg.checkpoint.save_dir)
-    env = init_distributed()
-    quiet_deepspeed(env)
-    seed_everything(cfg.common.seed, env.rank)
+    # data problems surface before any process group exists, as one clear line
     task = tasks.setup_task(cfg.names["task"], cfg.task)
     task.load_dataset(cfg.dataset.train_subset)
     if not cfg.dataset.disable_validation:
         for split in cfg.dataset.valid_subset.split(","):
             task.load_dataset(split)
+    env = init_distributed()
+    quiet_deepspeed(env)
+    seed_everything(cfg.common.seed, env.rank)
     with ds_engine.model_init_context(cfg):
         model = task.build_model(cfg.names["model"], cfg.model)
     model.reset_parameters(cfg.common.seed)

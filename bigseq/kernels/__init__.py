@@ -5,5 +5,12 @@ and the CPU default. Models and criterions call only these functions.
 Importing this package imports neither triton nor the CUDA extension.
 """
 
-from bigseq.kernels.api import (KernelUnavailableError, attention, cross_entropy,  # noqa: F401
-                                decode_attention, linear_cross_entropy)
+from bigseq.kernels.api import (
+    KernelUnavailableError,
+    attention,
+    cross_entropy,
+    decode_attention,
+    linear_cross_entropy,
+)
+
+__all__ = ["KernelUnavailableError", "attention", "cross_entropy", "decode_attention", "linear_cross_entropy"]

@@ -141,7 +141,8 @@ def decode_attention(q, k_cache, v_cache, cache_seqlens, *, softmax_scale=None, 
         status = cuda_status(q.device)
         if impl == "cuda":
             _require(impl, status, "decode_attention")
-        from bigseq.kernels.cuda.ops import SUPPORTED_HEAD_DIMS, decode_attention as cuda_decode
+        from bigseq.kernels.cuda.ops import SUPPORTED_HEAD_DIMS
+        from bigseq.kernels.cuda.ops import decode_attention as cuda_decode
 
         if status[0] and q.dtype in KERNEL_DTYPES and q.shape[-1] in SUPPORTED_HEAD_DIMS:
             return cuda_decode(q, k_cache, v_cache, cache_seqlens, softmax_scale=softmax_scale)

@@ -36,10 +36,10 @@ def format_stat(value: Any, key: str | None = None) -> str:
 
 
 def json_value(value: Any) -> Any:
-    """A JSON-serialisable value: floats kept to 6 significant figures, non-finite as strings."""
+    """A JSON-serialisable value: floats at full precision (logs feed parity checks), non-finite as strings."""
     value = stat_value(value)
     if isinstance(value, float):
-        return float(f"{value:.6g}") if math.isfinite(value) else str(value)
+        return value if math.isfinite(value) else str(value)
     if isinstance(value, (bool, int, str)) or value is None:
         return value
     return str(value)

@@ -7,8 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bigseq.kernels import (KernelUnavailableError, attention, cross_entropy, decode_attention,
-                            linear_cross_entropy, reference)
+from bigseq.kernels import (
+    KernelUnavailableError,
+    attention,
+    cross_entropy,
+    decode_attention,
+    linear_cross_entropy,
+    reference,
+)
 
 
 def test_import_does_not_import_triton():
@@ -70,6 +76,7 @@ BAD_ATTENTION = [
     ("q", dict(q=torch.randn(2, 4, 8))),  # 3-D without cu_seqlens
     ("q", dict(q=torch.randn(1, 4, 2, 8).long())),
     ("k", dict(k=torch.randn(1, 4, 2, 8, dtype=torch.float16))),
+    ("k", dict(k=torch.randn(1, 4, 2, 8, device="meta"))),
     ("k", dict(k=torch.randn(1, 4, 3, 8), v=torch.randn(1, 4, 3, 8))),  # 2 query heads, 3 kv heads
     ("k", dict(k=torch.randn(1, 4, 2, 4), v=torch.randn(1, 4, 2, 4))),  # head dim mismatch
     ("v", dict(v=torch.randn(1, 5, 2, 8))),

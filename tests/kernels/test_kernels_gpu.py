@@ -11,7 +11,7 @@ from kernel_checks import assert_matches, fp64_leaves, same_dtype_leaves
 from bigseq.kernels import attention, cross_entropy, decode_attention, linear_cross_entropy, reference
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
-needs_compiled_triton = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1",
+needs_compiled_triton = pytest.mark.skipif(torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") == "1",
                                            reason="run with TRITON_INTERPRET=0 to test compiled Triton")
 DTYPES = [torch.bfloat16, torch.float16]
 

@@ -8,8 +8,7 @@ import pytest
 import torch
 from kernel_checks import assert_matches, fp64_leaves, same_dtype_leaves
 
-from bigseq.kernels import attention
-from bigseq.kernels import reference
+from bigseq.kernels import attention, reference
 
 F32, F16, BF16 = torch.float32, torch.float16, torch.bfloat16
 
@@ -40,6 +39,7 @@ PADDED = [
     (1, 19, 45, 4, 1, 64, True, F32),
     (1, 21, 40, 2, 2, 128, False, F32),
     (1, 1, 30, 4, 2, 64, True, F32),
+    (1, 17, 17, 2, 1, 256, True, F32),
     (1, 33, 33, 2, 1, 128, True, F16),
     (2, 24, 24, 2, 2, 32, False, F16),
     (1, 20, 20, 4, 2, 64, True, BF16),
@@ -103,3 +103,27 @@ def test_noncontiguous_inputs_match_contiguous():
     out = attention(q, k, v, impl="triton")
     ref = attention(q.contiguous(), k.contiguous(), v.contiguous(), impl="triton")
     assert torch.equal(out, ref)
+
+
+@pytest.mark.usefixtures("poison")
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_random_shapes_match_reference(seed):
+    """Shapes drawn at random (fixed seeds, so a failure reproduces); packed with several documents."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw(lo, hi):
+        return int(torch.randint(lo, hi + 1, (), generator=gen))
+
+    torch.manual_seed(seed)
+    D = (32, 64, 128)[draw(0, 2)]
+    Hkv, group, causal = draw(1, 2), (1, 2, 4)[draw(0, 2)], bool(draw(0, 1))
+    if seed % 2:
+        lengths = [draw(1, 40) for _ in range(draw(2, 4))]
+        cu = torch.tensor([0] + torch.tensor(lengths).cumsum(0).tolist(), dtype=torch.int32)
+        q, k, v = _qkv((sum(lengths), Hkv * group, D), (sum(lengths), Hkv, D), F32)
+        _check(q, k, v, causal=causal, cu_seqlens=cu, dtype=F32)
+    else:
+        B, Sk = draw(1, 2), draw(2, 60)
+        Sq = draw(1, Sk) if causal else draw(1, 60)
+        q, k, v = _qkv((B, Sq, Hkv * group, D), (B, Sk, Hkv, D), F32)
+        _check(q, k, v, causal=causal, dtype=F32)

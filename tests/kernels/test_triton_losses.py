@@ -7,8 +7,7 @@ import pytest
 import torch
 from kernel_checks import assert_matches, fp64_leaves, same_dtype_leaves
 
-from bigseq.kernels import cross_entropy, linear_cross_entropy
-from bigseq.kernels import reference
+from bigseq.kernels import cross_entropy, linear_cross_entropy, reference
 
 F32, F16 = torch.float32, torch.float16
 
@@ -41,7 +40,8 @@ def _check_ce(logits, target, dtype, **kw):
 
 @pytest.mark.usefixtures("poison")
 @pytest.mark.parametrize("dtype", [F32, F16], ids=["fp32", "fp16"])
-@pytest.mark.parametrize("smoothing,eps,z_loss", [("fairseq", 0.1, 0.0), ("uniform", 0.2, 1e-3), ("fairseq", 0.0, 1e-2)])
+@pytest.mark.parametrize("smoothing,eps,z_loss",
+                         [("fairseq", 0.1, 0.0), ("uniform", 0.2, 1e-3), ("fairseq", 0.0, 1e-2)])
 @pytest.mark.parametrize("reduction", ["sum", "mean", "none"])
 def test_cross_entropy_matches_reference(dtype, smoothing, eps, z_loss, reduction):
     torch.manual_seed(7)

@@ -43,7 +43,8 @@ def is_compatible() -> tuple[bool, str]:
     from torch.utils import cpp_extension
 
     if cpp_extension.CUDA_HOME is None:
-        return False, "no prebuilt ops and no CUDA toolkit (nvcc) found: set CUDA_HOME or BIGSEQ_BUILD_OPS=1 pip install ."
+        return False, ("no prebuilt ops and no CUDA toolkit (nvcc) found: set CUDA_HOME, "
+                       "or build ahead of time with BIGSEQ_BUILD_OPS=1 pip install .")
     missing = [s for s in SOURCES if not (CSRC / s).is_file()]
     if missing:
         return False, f"no prebuilt ops and the CUDA sources are missing from {CSRC}: {missing}"

@@ -8,8 +8,7 @@ import os
 import torch
 import triton
 
-from bigseq.kernels.triton.attention_kernels import (LOG2E, attn_bwd_dkdv_kernel, attn_bwd_dq_kernel,
-                                                     attn_fwd_kernel)
+from bigseq.kernels.triton.attention_kernels import LOG2E, attn_bwd_dkdv_kernel, attn_bwd_dq_kernel, attn_fwd_kernel
 
 SUPPORTED_HEAD_DIMS = (32, 64, 128, 256)
 # allocation seam: tests poison these so an element a kernel forgets to write shows up as NaN

@@ -35,7 +35,7 @@ def _bounds(CU, b, seqlen_q, seqlen_k, PACKED: tl.constexpr):
 
 
 @triton.jit
-def attn_fwd_kernel(Q, K, V, O, LSE2, CU,
+def attn_fwd_kernel(Q, K, V, OUT, LSE2, CU,
                     sqb, sqs, sqh, skb, sks, skh, svb, svs, svh, sob, sos, soh, slb, slh,
                     seqlen_q, seqlen_k, n_heads_q, group, scale_log2,
                     CAUSAL: tl.constexpr, PACKED: tl.constexpr, HEAD_DIM: tl.constexpr,
@@ -82,8 +82,8 @@ def attn_fwd_kernel(Q, K, V, O, LSE2, CU,
         m_i = m_new
     acc_MD = acc_MD / l_i[:, None]
     tl.store(LSE2 + b * slb + h * slh + start + offs_m, m_i + tl.math.log2(l_i), mask=row_ok)
-    tl.store(O + b * sob + h * soh + (start + offs_m)[:, None] * sos + offs_d[None, :],
-             acc_MD.to(O.dtype.element_ty), mask=row_ok[:, None])
+    tl.store(OUT + b * sob + h * soh + (start + offs_m)[:, None] * sos + offs_d[None, :],
+             acc_MD.to(OUT.dtype.element_ty), mask=row_ok[:, None])
 
 
 @triton.jit

@@ -19,7 +19,6 @@ import torch
 import triton
 import triton.language as tl
 
-
 # allocation seam: tests poison these so an element a kernel forgets to write shows up as NaN
 _empty, _empty_like = torch.empty, torch.empty_like
 

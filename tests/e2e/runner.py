@@ -1,0 +1,86 @@
+"""Run bigseq's CLIs as a user would (subprocesses, the real launchers) and read their JSON logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.dirname(sys.executable)
+TRAIN_PY = os.path.join(ROOT, "launch", "train.py")
+
+# a tiny model and batch that train in a few seconds on 2 cores
+TINY = ["--arch", "llama_tiny", "--tokens-per-sample", "32", "--batch-size", "8", "--lr", "0.003",
+        "--log-interval", "1", "--log-format", "json"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_corpus(folder: str, n_train: int = 600, n_valid: int = 60, seed: int = 0) -> tuple[str, str]:
+    """Sentences from a tiny grammar: learnable structure, so losses fall."""
+    rng = random.Random(seed)
+    subjects, verbs, objects = ["the cat", "a dog", "my model", "the engine"], ["eats", "trains", "sees"], \
+        ["fish", "tokens", "the data", "a checkpoint"]
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for split, n in (("train", n_train), ("valid", n_valid)):
+        path = os.path.join(folder, f"{split}.txt")
+        with open(path, "w") as f:
+            for _ in range(n):
+                k = rng.randint(1, 4)
+                f.write(" and ".join(f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}"
+                                     for _ in range(k)) + ".\n")
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def preprocess(raw_dir: str, dest: str, vocab_size: int = 300) -> str:
+    train, valid = write_corpus(raw_dir)
+    run([os.path.join(BIN, "bigseq"), "preprocess", "--trainpref", train, "--validpref", valid,
+         "--destdir", dest, "--vocab-size", str(vocab_size)], check=True)
+    return dest
+
+
+def run(cmd: list[str], *, check: bool = False, timeout: int = 600, env: dict | None = None):
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-5000:]}")
+    return proc
+
+
+def train(data: str, args: list[str], *, nproc: int = 1, launcher: str = "bigseq", log_file: str | None = None,
+          check: bool = True, timeout: int = 300, env: dict | None = None):
+    """Train through `bigseq train` (1 process), `deepspeed` or `torchrun`; returns the process."""
+    flags = [data, *TINY, *args] + (["--log-file", log_file] if log_file else [])
+    if launcher == "bigseq":
+        cmd = [os.path.join(BIN, "bigseq"), "train", *flags]
+    elif launcher == "deepspeed":
+        cmd = [os.path.join(BIN, "deepspeed"), "--num_gpus", str(nproc), "--master_port", str(free_port()),
+               TRAIN_PY, *flags]
+    elif launcher == "torchrun":
+        cmd = [os.path.join(BIN, "torchrun"), "--nproc-per-node", str(nproc), "--master-port", str(free_port()),
+               TRAIN_PY, *flags]
+    else:
+        raise ValueError(launcher)
+    return run(cmd, check=check, timeout=timeout, env=env)
+
+
+def train_losses(log_file: str) -> dict[int, float]:
+    """update number -> training loss, from a --log-file written with --log-interval 1."""
+    out = {}
+    with open(log_file) as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec.get("tag") == "train":
+                out[int(rec["num_updates"])] = float(rec["loss"])
+    return out
