@@ -15,6 +15,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+from bigseq.cli import eval_lm  # noqa: E402
 from bigseq.data.corpus import build_stdlib_corpus  # noqa: E402
 from bigseq.data.unigram import unigram_perplexity  # noqa: E402
 
@@ -31,15 +32,18 @@ def bigseq(*args: str) -> None:
 def main() -> None:
     t0 = time.time()
     raw, data = os.path.join(WORK, "raw"), os.path.join(WORK, "data")
-    train_txt, valid_txt = build_stdlib_corpus(raw)
+    corpus = build_stdlib_corpus(raw)
+    train_txt, valid_txt = corpus.train_path, corpus.valid_path
     bigseq("preprocess", "--trainpref", train_txt, "--validpref", valid_txt, "--destdir", data,
            "--vocab-size", "4096", "--workers", "2")
     bigseq("train", data, "--config", "launch/recipes/quickstart.yaml")
-    bigseq("eval-lm", os.path.join(WORK, "checkpoints"), "--gen-subset", "valid")
+    print("\n$ bigseq eval-lm quickstart/checkpoints --gen-subset valid", flush=True)
+    scores = eval_lm.main([os.path.join(WORK, "checkpoints"), "--gen-subset", "valid", "--log-format", "none"])
     bigseq("generate", os.path.join(WORK, "checkpoints"), "--prompt", PROMPT, "--max-new-tokens", "60",
            "--sampling", "--temperature", "0.8", "--sampling-topk", "20", "--seed", "1")
     baseline = unigram_perplexity(data, "train", "valid")
-    print(f"\nunigram baseline perplexity on valid: {baseline:.1f} (a model that ignores context)")
+    print(f"\nvalidation perplexity: {scores['ppl']:.2f}  (unigram baseline, a model that ignores context: "
+          f"{baseline:.1f}; {baseline / scores['ppl']:.0f}x lower)")
     print(f"quickstart wall time: {time.time() - t0:.0f} s")
 
 
