@@ -1,6 +1,20 @@
 """bigseq package metadata. ``BIGSEQ_BUILD_OPS=1 pip install .`` also builds the CUDA ops."""
 
+import os
+
 from setuptools import find_packages, setup
+
+
+def cuda_build_args() -> dict:
+    """BIGSEQ_BUILD_OPS=1: compile csrc/ into bigseq.kernels.cuda._C now (needs torch with CUDA and nvcc;
+    install with --no-build-isolation so the build sees that torch). Otherwise the ops JIT-build on first use."""
+    if os.environ.get("BIGSEQ_BUILD_OPS") != "1":
+        return {}
+    from torch.utils.cpp_extension import BuildExtension
+
+    from bigseq.kernels.cuda.builder import cuda_extension
+    return {"ext_modules": [cuda_extension()], "cmdclass": {"build_ext": BuildExtension}}
+
 
 setup(
     name="bigseq",
@@ -25,4 +39,5 @@ setup(
         "dev": ["pytest", "pytest-timeout", "ruff", "tensorboard"],
     },
     entry_points={"console_scripts": ["bigseq = bigseq.cli.main:main"]},
+    **cuda_build_args(),
 )

@@ -45,6 +45,12 @@ class RunResult:
     window_rates: list[float] = field(default_factory=list)
     window_loads: list[float] = field(default_factory=list)  # other processes' cores in each window
     windows_used: int = 0  # the quiet windows, or all of them when too few were quiet
+    round: int = 1
+
+    @property
+    def all_quiet(self) -> bool:
+        """Measured with no other process busy in any window."""
+        return bool(self.window_loads) and max(self.window_loads) < QUIET_LOAD_CORES
 
 
 @dataclass

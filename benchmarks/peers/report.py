@@ -52,11 +52,11 @@ def table_rows(results: list[RunResult], baseline: str) -> list[list[str]]:
 def describe_run(r: RunResult) -> str:
     """One line per repeat: median, mean and every window's rate."""
     if r.tokens_per_s is None:
-        return f"{r.name}: failed: {r.error}"
+        return f"{r.name} (round {r.round}): failed: {r.error}"
     windows = ", ".join(f"{x:,.0f} ({load:.1f})" for x, load in zip(r.window_rates, r.window_loads))
     size = f"{r.parameters:,} parameters, " if r.parameters else ""
-    return (f"{r.name}: {size}{r.tokens_per_s:,.0f} tokens/s over {r.windows_used} windows (mean of all "
-            f"{r.mean_tokens_per_s:,.0f}); windows: tokens/s (other load): {windows}")
+    return (f"{r.name} (round {r.round}): {size}{r.tokens_per_s:,.0f} tokens/s over {r.windows_used} windows "
+            f"(mean of all {r.mean_tokens_per_s:,.0f}); windows: tokens/s (other load): {windows}")
 
 
 def format_text_table(rows: list[list[str]]) -> str:
@@ -80,7 +80,8 @@ def format_markdown(rows: list[list[str]], *, facts: dict[str, str], command: st
         "update / seconds between the log lines that close the window, stamped as they arrived from the run: "
         "the same clock for every tool. The machine may be shared: windows in which other processes used "
         f"{QUIET_LOAD_CORES} cores or more are left out when at least a third of the windows (and 3) were quiet. "
-        f"Each configuration ran {repeats} time(s), interleaved; the table keeps its fastest run. "
+        f"Up to {repeats} rounds: every configuration runs in round 1; later rounds re-run only those that other "
+        "processes disturbed; the table keeps each configuration's fastest run. "
         "\"tool's own tokens/s\": the median of the tool's logged throughput over the same "
         "windows, as a cross-check. \"other load\": mean CPU used by other processes in the windows used, "
         f"in cores (of {facts['nproc']}); anything well above 0 means the figure is depressed by sharing.", "",

@@ -13,7 +13,7 @@ from bigseq import options, tasks
 from bigseq.checkpoint import files as ckpt_files
 from bigseq.checkpoint import manager as ckpt
 from bigseq.distributed import engine as ds_engine
-from bigseq.distributed.launch_env import init_distributed
+from bigseq.distributed.launch_env import init_distributed, shutdown
 from bigseq.errors import BigseqError
 from bigseq.trainer import Trainer
 from bigseq.train_loop import train
@@ -58,6 +58,7 @@ def main(argv=None):
     run = train(cfg, trainer, task, env, resume)
     if env.is_main:
         print(f"bigseq | done: {trainer.num_updates} updates, epoch {run.itr.epoch}", flush=True)
+    shutdown()
     return run
 
 
