@@ -97,15 +97,22 @@ def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, title: str) -> list[str]:
-    """Add one flag per field of ``cls`` (default SUPPRESS: only given flags land)."""
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, title: str,
+                       seen: set[str] | None = None) -> list[str]:
+    """Add one flag per field of ``cls`` (default SUPPRESS: only given flags land).
+
+    ``seen``: field names already added by another config; they are skipped (one
+    flag then sets the field in every config that has it) and new names are added to it.
+    """
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     dests = []
     for f in dataclasses.fields(cls):
-        if not f.init or f.metadata.get("cli") is False:
+        if not f.init or f.metadata.get("cli") is False or (seen is not None and f.name in seen):
             continue
+        if seen is not None:
+            seen.add(f.name)
         tp = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)

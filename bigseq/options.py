@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bigseq import registry
-from bigseq.config import (FlagParser, add_dataclass_args, build_config, check_yaml_keys, load_yaml,
-                           main_argv)
+from bigseq.config import FlagParser, add_dataclass_args, build_config, check_yaml_keys, load_yaml, main_argv
 from bigseq.errors import BigseqError
 
 
@@ -187,8 +186,7 @@ def parse_train_config(argv=None, prog: str = "bigseq train") -> TrainConfig:
         title = f"{section} ({names[section]})" if section in names else section
         for f in dataclasses.fields(cls):
             owner.setdefault(f.name, []).append(section)
-        sub = _SubParser(parser, seen)
-        add_dataclass_args(sub, cls, title)
+        add_dataclass_args(parser, cls, title, seen)
     args = vars(parser.parse_args(argv))
 
     known = set(owner) | set(COMPONENT_DEFAULTS) | {"user_dir"}
@@ -202,26 +200,6 @@ def parse_train_config(argv=None, prog: str = "bigseq train") -> TrainConfig:
     cfg = TrainConfig(names=names, **built)
     validate_train_config(cfg)
     return cfg
-
-
-class _SubParser:
-    """Adds a dataclass's flags to the parser, skipping names another section already owns."""
-
-    def __init__(self, parser, seen: set[str]):
-        self._parser, self._seen = parser, seen
-
-    def add_argument_group(self, title):
-        group = self._parser.add_argument_group(title)
-        seen = self._seen
-
-        class _Group:
-            def add_argument(self, *flags, **kw):
-                dest = kw.get("dest") or flags[0]
-                if dest in seen:
-                    return
-                seen.add(dest)
-                group.add_argument(*flags, **kw)
-        return _Group()
 
 
 def validate_train_config(cfg: TrainConfig) -> None:

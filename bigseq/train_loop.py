@@ -28,10 +28,10 @@ class Run:
         self.throughput = Throughput(flops_per_token(cfg.model, trainer.num_params, seq_len))
         self.last_valid: dict | None = None
 
-    def progress(self, iterable, epoch: int, prefix: str, total: int | None = None):
+    def progress(self, iterable, epoch: int, prefix: str | None, total: int | None = None, start: int = 0):
         c = self.cfg.common
         return progress_bar(iterable, log_format=c.log_format, log_interval=c.log_interval, epoch=epoch,
-                            prefix=prefix, total=total, log_file=c.log_file,
+                            prefix=prefix, total=total, log_file=c.log_file, start=start,
                             tensorboard_logdir=c.tensorboard_logdir, enabled=self.env.is_main)
 
     def should_stop(self) -> bool:
@@ -68,7 +68,8 @@ class Run:
         cfg, trainer = self.cfg, self.trainer
         epoch_itr = self.itr.next_epoch_itr()
         epoch = self.itr.epoch
-        bar = self.progress(epoch_itr, epoch, None, total=self.itr.updates_per_epoch)
+        done_before = self.itr.iterations_in_epoch  # > 0 when resuming mid-epoch
+        bar = self.progress(epoch_itr, epoch, None, total=self.itr.updates_per_epoch, start=done_before)
         window: dict[str, float] = {}
         for samples in bar:
             out = trainer.train_step(samples)

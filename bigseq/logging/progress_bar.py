@@ -23,10 +23,12 @@ FORMATS = ("tqdm", "simple", "json", "none")
 def progress_bar(iterable: Iterable, *, log_format: str | None = None, log_interval: int = 100,
                  epoch: int | None = None, prefix: str | None = None, total: int | None = None,
                  log_file: str | None = None, tensorboard_logdir: str | None = None,
-                 enabled: bool = True, stream=None) -> "BaseProgressBar":
-    """A progress bar over ``iterable``; ``log_format=None``: tqdm on a terminal, simple otherwise."""
+                 enabled: bool = True, stream=None, start: int = 0) -> "BaseProgressBar":
+    """A progress bar over ``iterable``; ``log_format=None``: tqdm on a terminal, simple otherwise.
+
+    ``start``: items already done before ``iterable`` begins (an epoch resumed mid-way)."""
     if not enabled:
-        return BaseProgressBar(iterable, epoch=epoch, prefix=prefix, total=total)
+        return BaseProgressBar(iterable, epoch=epoch, prefix=prefix, total=total, start=start)
     if log_format is None:
         log_format = "tqdm" if sys.stderr.isatty() else "simple"
     if log_format not in FORMATS:
@@ -36,7 +38,7 @@ def progress_bar(iterable: Iterable, *, log_format: str | None = None, log_inter
     cls = {"tqdm": TqdmProgressBar, "simple": SimpleProgressBar, "json": JsonProgressBar,
            "none": BaseProgressBar}[log_format]
     return cls(iterable, epoch=epoch, prefix=prefix, total=total, log_interval=log_interval,
-               log_file=log_file, tensorboard_logdir=tensorboard_logdir, stream=stream)
+               log_file=log_file, tensorboard_logdir=tensorboard_logdir, stream=stream, start=start)
 
 
 class BaseProgressBar:
@@ -44,11 +46,11 @@ class BaseProgressBar:
 
     def __init__(self, iterable: Iterable, *, epoch: int | None = None, prefix: str | None = None,
                  total: int | None = None, log_interval: int = 100, log_file: str | None = None,
-                 tensorboard_logdir: str | None = None, stream=None):
+                 tensorboard_logdir: str | None = None, stream=None, start: int = 0):
         self.iterable = iterable
         self.epoch, self.prefix, self.log_interval = epoch, prefix, log_interval
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
-        self.n = 0  # items yielded so far: updates done in this epoch
+        self.n = start  # items done so far: updates done in this epoch
         self.log_file, self.tensorboard_logdir = log_file, tensorboard_logdir
         self._stream = stream
 
@@ -159,7 +161,8 @@ class TqdmProgressBar(BaseProgressBar):
         from tqdm import tqdm
         desc = " | ".join(self.line_prefix(inner=False)) or None
         self.bar_file = self._stream if self._stream is not None else sys.stderr
-        self.bar = tqdm(total=self.total, desc=desc, leave=False, dynamic_ncols=True, file=self.bar_file)
+        self.bar = tqdm(total=self.total, initial=self.n, desc=desc, leave=False, dynamic_ncols=True,
+                        file=self.bar_file)
 
     def __iter__(self) -> Iterator:
         for item in super().__iter__():
