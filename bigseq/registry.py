@@ -132,7 +132,8 @@ def import_user_dir(path: str) -> None:
         raise BigseqError(f"--user-dir {path}: not a Python package folder (it needs an __init__.py)")
     parent, name = os.path.split(path)
     if name in sys.modules and getattr(sys.modules[name], "__file__", "") != os.path.join(path, "__init__.py"):
-        raise BigseqError(f"--user-dir {path}: module name '{name}' clashes with an installed module; rename the folder")
+        raise BigseqError(f"--user-dir {path}: module name '{name}' clashes with an installed module; "
+                          f"rename the folder")
     sys.path.insert(0, parent)
     try:
         importlib.import_module(name)

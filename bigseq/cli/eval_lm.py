@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bigseq import registry
 from bigseq.checkpoint.inference import load_for_inference
-from bigseq.cli.validate import parse
+from bigseq.cli.validate import ScoreCheckpointConfig, parse
 from bigseq.evaluation import evaluate_split, lm_scores
 from bigseq.logging import progress_bar
 
 
 @dataclass(kw_only=True)
-class EvalLMConfig:
-    path: str = field(default="", metadata={"positional": True})
-    """Checkpoint: a --save-dir (its latest) or one of its checkpoint_* folders."""
-    data: str | None = None
-    """Data directory (default: the one the model was trained on)."""
+class EvalLMConfig(ScoreCheckpointConfig):
     gen_subset: str = "test"
     """Split to score."""
-    batch_size: int | None = None
-    """Sentences per batch (default: the training run's)."""
-    max_tokens: int | None = None
-    """Tokens per batch (default: the training run's)."""
-    user_dir: str | None = None
-    """Folder of your own registered components (as in training)."""
-    log_format: str | None = None
-    """Progress format: tqdm, simple, json, none."""
 
 
 def main(argv=None):

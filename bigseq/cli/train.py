@@ -14,9 +14,8 @@ from bigseq.checkpoint import files as ckpt_files
 from bigseq.checkpoint import manager as ckpt
 from bigseq.distributed import engine as ds_engine
 from bigseq.distributed.launch_env import init_distributed, shutdown
-from bigseq.errors import BigseqError
-from bigseq.trainer import Trainer
 from bigseq.train_loop import train
+from bigseq.trainer import Trainer
 
 log = logging.getLogger("bigseq.train")
 

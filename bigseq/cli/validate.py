@@ -11,13 +11,13 @@ from bigseq.logging import progress_bar
 
 
 @dataclass(kw_only=True)
-class ValidateConfig:
+class ScoreCheckpointConfig:
+    """Options shared by the commands that score a checkpoint on a split."""
+
     path: str = field(default="", metadata={"positional": True})
     """Checkpoint: a --save-dir (its latest) or one of its checkpoint_* folders."""
     data: str | None = None
     """Data directory (default: the one the model was trained on)."""
-    valid_subset: str = "valid"
-    """Split(s) to score, comma-separated."""
     batch_size: int | None = None
     """Sentences per batch (default: the training run's)."""
     max_tokens: int | None = None
@@ -26,6 +26,12 @@ class ValidateConfig:
     """Folder of your own registered components (as in training)."""
     log_format: str | None = None
     """Progress format: tqdm, simple, json, none."""
+
+
+@dataclass(kw_only=True)
+class ValidateConfig(ScoreCheckpointConfig):
+    valid_subset: str = "valid"
+    """Split(s) to score, comma-separated."""
 
 
 def parse(argv, prog: str, cls=ValidateConfig):

@@ -1,4 +1,6 @@
 """Optimizers and LR schedulers register themselves on import."""
 
-from bigseq.optim import lr_scheduler  # noqa: F401
-from bigseq.optim import optimizers  # noqa: F401
+from bigseq.optim import (
+    lr_scheduler,  # noqa: F401
+    optimizers,  # noqa: F401
+)

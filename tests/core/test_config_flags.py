@@ -6,7 +6,7 @@ from typing import Literal
 
 import pytest
 
-from bigseq.config import (FlagParser, add_dataclass_args, build_config, check_yaml_keys, field_docs, load_yaml)
+from bigseq.config import FlagParser, add_dataclass_args, build_config, check_yaml_keys, field_docs, load_yaml
 from bigseq.errors import BigseqError
 
 

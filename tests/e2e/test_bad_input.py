@@ -75,7 +75,8 @@ def test_unwritable_save_dir(tiny_data, tmp_path):
         locked.mkdir()
         locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
         target = str(locked / "ck")
-    assert_one_clear_line(train(tiny_data, ["--max-update", "1", "--save-dir", target], check=False), "--save-dir", "not writable")
+    proc = train(tiny_data, ["--max-update", "1", "--save-dir", target], check=False)
+    assert_one_clear_line(proc, "--save-dir", "not writable")
 
 
 def test_batch_size_world_size_mismatch(tiny_data):
