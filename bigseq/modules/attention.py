@@ -40,5 +40,11 @@ class SelfAttention(nn.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache.update(start_pos, k, v)
-        out_BTHD = kernels.attention(q, k, v, causal=True, impl=self.attention_impl)
+        if kv_cache is not None and T == 1:
+            # one-token decode step: the split-K decode kernel on CUDA (torch reference elsewhere)
+            seqlens_B = torch.full((B,), k.shape[1], dtype=torch.int32, device=q.device)
+            impl = "auto" if self.attention_impl in ("auto", "cuda") else "torch"
+            out_BTHD = kernels.decode_attention(q[:, 0], k, v, seqlens_B, impl=impl).unsqueeze(1)
+        else:
+            out_BTHD = kernels.attention(q, k, v, causal=True, impl=self.attention_impl)
         return self.out_proj(out_BTHD.reshape(B, T, self.num_heads * self.head_dim))
