@@ -93,6 +93,11 @@ class DistributedConfig:
     """Keep optimizer states on the CPU (DeepSpeedCPUAdam); needs --zero-stage >= 1."""
     deepspeed_config: str | None = None
     """A DeepSpeed JSON config (e.g. ds_configs/zero2.json); bigseq fills its "auto" values, explicit ones win."""
+    pipeline_parallel_size: int = 1
+    """Pipeline stages (DeepSpeed PipelineModule); the data-parallel degree is world size / this."""
+    pipeline_partition_method: str = "parameters"
+    """How layers are split into stages: parameters (balance parameter counts), uniform (layer counts),
+    or type:<LayerClass> (balance layers whose class name matches, e.g. type:TransformerDecoderLayer)."""
 
 
 SECTIONS = {
@@ -212,6 +217,18 @@ def validate_train_config(cfg: TrainConfig) -> None:
         raise BigseqError("--update-freq must be >= 1")
     if cfg.distributed.offload_optimizer == "cpu" and cfg.distributed.zero_stage == 0:
         raise BigseqError("--offload-optimizer cpu needs --zero-stage 1, 2 or 3")
+    validate_pipeline_config(cfg.distributed)
+
+
+def validate_pipeline_config(dist: DistributedConfig) -> None:
+    p, method = dist.pipeline_parallel_size, dist.pipeline_partition_method
+    if p < 1:
+        raise BigseqError(f"--pipeline-parallel-size must be >= 1, got {p}")
+    if method not in ("parameters", "uniform") and not (method.startswith("type:") and len(method) > 5):
+        raise BigseqError(f"--pipeline-partition-method {method!r}: use parameters, uniform or type:<LayerClass>")
+    if p > 1 and dist.zero_stage >= 2:
+        raise BigseqError(f"--zero-stage {dist.zero_stage} does not work with --pipeline-parallel-size {p} "
+                          f"(DeepSpeed's pipeline engine supports ZeRO stage 0 or 1); use --zero-stage 1")
 
 
 def train_config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -20,9 +20,11 @@ class Run:
     def __init__(self, cfg, trainer, task, env):
         self.cfg, self.trainer, self.task, self.env = cfg, trainer, task, env
         self.start_wall = time.perf_counter()
+        # pipeline stages of one replica read the same data: data-parallel rank/size, not the world's
+        self.dp_rank, self.dp_size = getattr(trainer, "dp_rank", env.rank), getattr(trainer, "dp_size", env.world_size)
         self.itr = task.get_batch_iterator(
             cfg.dataset.train_subset, batch_size=cfg.dataset.batch_size, max_tokens=cfg.dataset.max_tokens,
-            seed=cfg.common.seed, dp_rank=env.rank, dp_size=env.world_size,
+            seed=cfg.common.seed, dp_rank=self.dp_rank, dp_size=self.dp_size,
             update_freq=cfg.optimization.update_freq)
         seq_len = getattr(cfg.task, "tokens_per_sample", 0)
         self.throughput = Throughput(flops_per_token(cfg.model, trainer.num_params, seq_len))
@@ -53,7 +55,7 @@ class Run:
         for split in d.valid_subset.split(","):
             batches = self.task.get_batch_iterator(
                 split, batch_size=d.batch_size, max_tokens=d.max_tokens, seed=self.cfg.common.seed,
-                dp_rank=self.env.rank, dp_size=self.env.world_size, shuffle=False)
+                dp_rank=self.dp_rank, dp_size=self.dp_size, shuffle=False)
             local = (s for update in batches.next_epoch_itr() for s in update)
             sums = self.trainer.valid_sums(self.progress(local, epoch, f"valid on '{split}'"))
             stats = _reduce(self.trainer, sums)

@@ -29,6 +29,12 @@ def consolidated_state_dict(save_dir: str, tag: str, meta: dict) -> dict[str, to
     return get_fp32_state_dict_from_zero_checkpoint(save_dir, tag=tag)
 
 
+def pipeline_state_dict(ckpt_dir: str, layers) -> dict[str, torch.Tensor]:
+    """A pipeline checkpoint's per-layer files -> the plain model's state dict (ZeRO 0/1 keep whole weights there)."""
+    from bigseq.distributed.pipeline import consolidate_checkpoint
+    return consolidate_checkpoint(ckpt_dir, layers)
+
+
 def load_for_inference(path: str, *, data: str | None = None, user_dir: str | None = None):
     """-> (cfg, task, model in eval mode) from a save dir or one of its tag folders."""
     load_components(user_dir)
@@ -43,7 +49,10 @@ def load_for_inference(path: str, *, data: str | None = None, user_dir: str | No
         raise BigseqError(f"the data in {cfg.task.data} has a vocabulary of {task.vocab_size} but the checkpoint "
                           f"{meta['vocab_size']}; pass --data with the data the model was trained on")
     model = task.build_model(cfg.names["model"], cfg.model)
-    state = consolidated_state_dict(save_dir, tag, meta)
+    if cfg.distributed.pipeline_parallel_size > 1:
+        state = pipeline_state_dict(os.path.join(save_dir, tag), type(model).pipeline_layers(cfg.model, task))
+    else:
+        state = consolidated_state_dict(save_dir, tag, meta)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise BigseqError(f"checkpoint {save_dir}/{tag} does not match the model (missing {missing[:3]}, "

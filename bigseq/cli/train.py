@@ -40,15 +40,23 @@ def main(argv=None):
     env = init_distributed()
     quiet_deepspeed(env)
     seed_everything(cfg.common.seed, env.rank)
-    with ds_engine.model_init_context(cfg):
-        model = task.build_model(cfg.names["model"], cfg.model)
-    model.reset_parameters(cfg.common.seed)
-    criterion = task.build_criterion(cfg.names["criterion"], cfg.criterion)
-    trainer = Trainer(cfg, task, model, criterion, env)
+    if cfg.distributed.pipeline_parallel_size > 1:
+        from bigseq.pipeline_trainer import PipelineTrainer  # each stage builds only its own layers
+        criterion = task.build_criterion(cfg.names["criterion"], cfg.criterion)
+        trainer = PipelineTrainer(cfg, task, criterion, env)
+    else:
+        with ds_engine.model_init_context(cfg):
+            model = task.build_model(cfg.names["model"], cfg.model)
+        model.reset_parameters(cfg.common.seed)
+        criterion = task.build_criterion(cfg.names["criterion"], cfg.criterion)
+        trainer = Trainer(cfg, task, model, criterion, env)
     if env.is_main:
         print(f"bigseq | model {cfg.names['arch']}: {trainer.num_params:,} parameters | "
               f"world size {env.world_size} | ZeRO {trainer.engine.zero_optimization_stage()} | "
               f"precision {trainer.precision}", flush=True)
+        if hasattr(trainer, "stage_params"):
+            print(f"bigseq | pipeline: {trainer.num_stages} stages x {trainer.dp_size} data-parallel | parameters "
+                  f"per stage {', '.join(f'{n:,}' for n in trainer.stage_params)}", flush=True)
     resume = ckpt.load(trainer, cfg.checkpoint.save_dir)
     if resume is None and cfg.checkpoint.finetune_from_model:
         ckpt.load_weights_only(trainer, cfg.checkpoint.finetune_from_model)

@@ -112,6 +112,15 @@ class TransformerLanguageModel(BaseModel):
         """Re-initialize every parameter from (seed, its name) only."""
         init_params_by_name(self, seed, init_rules(self.cfg))
 
+    @classmethod
+    def pipeline_layers(cls, cfg: TransformerLMConfig, task) -> list:
+        """This model as an ordered list of PipelineLayer specs (pipeline parallelism)."""
+        from bigseq.models.transformer_lm.pipeline import pipeline_layers
+        if cfg.vocab_size is not None and cfg.vocab_size != task.vocab_size:
+            raise BigseqError(f"--vocab-size {cfg.vocab_size} differs from the task's vocabulary of "
+                              f"{task.vocab_size} tokens; drop --vocab-size (it is taken from the task)")
+        return pipeline_layers(dataclasses.replace(cfg, vocab_size=task.vocab_size))
+
     # forward ----------------------------------------------------------------
     def forward(self, src_tokens: torch.Tensor, *, kv_cache: KVCache | None = None,
                 start_pos: int = 0) -> torch.Tensor:

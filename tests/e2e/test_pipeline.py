@@ -1,0 +1,85 @@
+"""Pipeline parallelism through the real launcher: same per-update losses as no pipeline on one rank."""
+
+import json
+import os
+
+import pytest
+
+from .runner import BIN, run, train, train_losses
+from .test_bad_input import assert_one_clear_line
+
+UPDATES = 6
+# gpt2_tiny ties input/output embeddings (TiedLayerSpec across stages); llama_tiny does not
+STYLES = {"llama_untied": ["--arch", "llama_tiny"], "gpt2_tied": ["--arch", "gpt2_tiny", "--dropout", "0"]}
+COMMON = ["--update-freq", "2", "--max-update", str(UPDATES)]
+pytestmark = pytest.mark.slow
+
+
+def _losses(tiny_data, tmp_path, name, args, nproc=1):
+    log = str(tmp_path / f"{name}.jsonl")
+    proc = train(tiny_data, args + ["--log-file", log], nproc=nproc,
+                 launcher="deepspeed" if nproc > 1 else "bigseq")
+    return train_losses(log), proc
+
+
+def _gnorms(log: str) -> dict[int, float]:
+    with open(log) as f:
+        return {r["num_updates"]: r["gnorm"] for r in map(json.loads, f) if r.get("tag") == "train"}
+
+
+def _assert_close(got, want, atol=1e-5):
+    assert sorted(got) == sorted(want) == list(range(1, UPDATES + 1))
+    for n in want:
+        assert abs(got[n] - want[n]) <= atol, f"update {n}: {got[n]} vs {want[n]}"
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_two_stages_match_no_pipeline(tiny_data, tmp_path, style):
+    args = [*COMMON, *STYLES[style], "--no-save", "--clip-norm", "1.0"]
+    want, _ = _losses(tiny_data, tmp_path, "plain", args)
+    assert want[UPDATES] < want[1] - 0.5  # it learns
+    got, proc = _losses(tiny_data, tmp_path, "pp2", [*args, "--pipeline-parallel-size", "2"], nproc=2)
+    assert "pipeline: 2 stages x 1 data-parallel" in proc.stdout
+    _assert_close(got, want)
+    # the global gradient norm (all stages, a tied matrix once) is the plain model's, clipping included
+    _assert_close(_gnorms(str(tmp_path / "pp2.jsonl")), _gnorms(str(tmp_path / "plain.jsonl")), atol=1e-4)
+
+
+def test_two_stages_by_two_replicas_match_one_rank(tiny_data, tmp_path):
+    args = [*COMMON, *STYLES["gpt2_tied"], "--no-save"]
+    want, _ = _losses(tiny_data, tmp_path, "plain", args)
+    got, proc = _losses(tiny_data, tmp_path, "pp2dp2", [*args, "--pipeline-parallel-size", "2", "--zero-stage", "1",
+                                                       "--pipeline-partition-method", "type:decoderlayer"], nproc=4)
+    assert "pipeline: 2 stages x 2 data-parallel" in proc.stdout
+    _assert_close(got, want)
+
+
+def test_pipeline_resume_is_exact_and_validates(tiny_data, tmp_path):
+    args = [*STYLES["llama_untied"], "--update-freq", "2", "--pipeline-parallel-size", "2",
+            "--pipeline-partition-method", "uniform"]
+    straight, _ = _losses(tiny_data, tmp_path, "straight", [*args, "--max-update", "10", "--save-dir",
+                                                             str(tmp_path / "a")], nproc=2)
+    save = str(tmp_path / "b")
+    _losses(tiny_data, tmp_path, "first", [*args, "--max-update", "5", "--save-dir", save], nproc=2)
+    resumed, proc = _losses(tiny_data, tmp_path, "resumed", [*args, "--max-update", "10", "--save-dir", save],
+                            nproc=2)
+    assert "resumed from" in proc.stdout
+    assert sorted(resumed) == list(range(6, 11))
+    for n in range(6, 11):
+        assert resumed[n] == straight[n], f"update {n}: {resumed[n]} != {straight[n]}"
+    # the pipeline checkpoint consolidates into the plain model for inference
+    out = run([os.path.join(BIN, "bigseq"), "validate", save], check=True)
+    assert "loss" in out.stdout
+
+
+@pytest.mark.parametrize("flags,needles", [
+    (["--pipeline-parallel-size", "2"], ["does not divide the world size 1"]),
+    (["--pipeline-parallel-size", "8"], ["more than the 5 pipeline layers", "at most 5"]),
+    (["--pipeline-parallel-size", "2", "--pipeline-partition-method", "type:NoSuchLayer"],
+     ["NoSuchLayer", "TransformerDecoderLayer"]),
+    (["--pipeline-parallel-size", "2", "--zero-stage", "2"], ["--zero-stage 2", "--zero-stage 1"]),
+    (["--pipeline-partition-method", "by-magic"], ["by-magic", "type:<LayerClass>"]),
+])
+def test_bad_pipeline_input_is_one_clear_line(tiny_data, flags, needles):
+    proc = train(tiny_data, ["--no-save", "--max-update", "1", *flags], check=False)
+    assert_one_clear_line(proc, *needles)
