@@ -93,11 +93,19 @@ class DistributedConfig:
     """Keep optimizer states on the CPU (DeepSpeedCPUAdam); needs --zero-stage >= 1."""
     deepspeed_config: str | None = None
     """A DeepSpeed JSON config (e.g. ds_configs/zero2.json); bigseq fills its "auto" values, explicit ones win."""
+    universal_checkpoint: bool = False
+    """Resume from the save dir's universal checkpoint (made by `bigseq convert universal`), e.g. on another
+    world size or ZeRO stage; picked automatically when it is the conversion of the latest checkpoint."""
     pipeline_parallel_size: int = 1
     """Pipeline stages (DeepSpeed PipelineModule); the data-parallel degree is world size / this."""
     pipeline_partition_method: str = "parameters"
     """How layers are split into stages: parameters (balance parameter counts), uniform (layer counts),
     or type:<LayerClass> (balance layers whose class name matches, e.g. type:TransformerDecoderLayer)."""
+    activation_checkpointing: bool = False
+    """Recompute activations in the backward pass instead of keeping them (less memory, about a third more
+    compute); the same for plain models (the model's --checkpoint-activations) and pipeline stages."""
+    checkpoint_interval: int = 1
+    """With --activation-checkpointing: layers per recomputed segment (only each segment's input is kept)."""
 
 
 SECTIONS = {
@@ -218,6 +226,23 @@ def validate_train_config(cfg: TrainConfig) -> None:
     if cfg.distributed.offload_optimizer == "cpu" and cfg.distributed.zero_stage == 0:
         raise BigseqError("--offload-optimizer cpu needs --zero-stage 1, 2 or 3")
     validate_pipeline_config(cfg.distributed)
+    unify_activation_checkpointing(cfg)
+
+
+def unify_activation_checkpointing(cfg: TrainConfig) -> None:
+    """--activation-checkpointing and the model's own --checkpoint-activations are one switch: set both."""
+    dist, model = cfg.distributed, cfg.model
+    if dist.checkpoint_interval < 1:
+        raise BigseqError(f"--checkpoint-interval must be >= 1, got {dist.checkpoint_interval}")
+    on = dist.activation_checkpointing or getattr(model, "checkpoint_activations", False)
+    if not on:
+        return
+    if dist.pipeline_parallel_size == 1 and not hasattr(model, "checkpoint_activations"):
+        raise BigseqError(f"--activation-checkpointing is not supported for --arch {cfg.names['arch']} "
+                          f"without a pipeline; drop --activation-checkpointing")
+    dist.activation_checkpointing = True
+    if hasattr(model, "checkpoint_activations"):
+        model.checkpoint_activations = True
 
 
 def validate_pipeline_config(dist: DistributedConfig) -> None:

@@ -20,6 +20,19 @@ from bigseq.distributed.pipeline import build_pipeline_module
 from bigseq.trainer import _SUM_KEYS, Trainer
 
 
+def bubble_fraction(num_stages: int, micro_batches: int) -> float:
+    """Idle share of DeepSpeed's 1F1B TrainSchedule: (P - 1) / (M + P - 1) for P stages, M micro-batches."""
+    return (num_stages - 1) / (micro_batches + num_stages - 1)
+
+
+def stage_memory_bytes(params: int, precision: str, optimizer_states: int, zero_shards: int) -> int:
+    """Estimate of one stage's static memory: weights + gradients + optimizer states (fp32 states, plus an
+    fp32 master copy with bf16/fp16), the optimizer part split over ``zero_shards`` ranks by ZeRO-1."""
+    weight = 4 if precision == "fp32" else 2
+    optimizer = 4 * optimizer_states + (0 if precision == "fp32" else 4)
+    return int(params * (2 * weight + optimizer / zero_shards))
+
+
 class PipelineTrainer(Trainer):
     def __init__(self, cfg, task, criterion, env):  # noqa: the plain model is never built
         self.cfg, self.task, self.criterion, self.env = cfg, task, criterion, env
@@ -34,8 +47,12 @@ class PipelineTrainer(Trainer):
         self.skipped_nonfinite = 0
         self.skipped_overflow = 0
         self._nonfinite_in_a_row = 0
-        self.stage_params = self._stage_param_counts(module)
+        self.stage_params, held = self._stage_param_counts(module)
         self.num_params = sum(self.stage_params)
+        self.stage_memory_bytes = [stage_memory_bytes(n, self.precision, self._optimizer_states_per_param(),
+                                                      self.dp_size if self.engine.zero_optimization() else 1)
+                                   for n in held]
+        self.bubble_fraction = bubble_fraction(self.num_stages, cfg.optimization.update_freq)
         self._gnorm: float | None = None
         if not self.engine.zero_optimization() and self.precision == "fp32":
             self._norm_before_step(module)
@@ -73,13 +90,22 @@ class PipelineTrainer(Trainer):
         self.engine.clip_fp32_gradients = norm_then_clip
         self.optimizer.step = step_after_norm
 
-    def _stage_param_counts(self, module) -> list[int]:
-        """Parameters per stage, a tied module counted on its first stage only."""
-        mine = sum(p.numel() for p in module.parameters() if not getattr(p, "ds_pipe_replicated", False))
-        counts = torch.zeros(self.env.world_size, dtype=torch.float64)
-        counts[self.env.rank] = mine
+    def _stage_param_counts(self, module) -> tuple[list[int], list[int]]:
+        """(parameters per stage with a tied module counted on its first stage only, parameters each stage
+        holds: a tied module on every stage that uses it)."""
+        counts = torch.zeros(2, self.env.world_size, dtype=torch.float64)
+        counts[0, self.env.rank] = sum(p.numel() for p in module.parameters()
+                                       if not getattr(p, "ds_pipe_replicated", False))
+        counts[1, self.env.rank] = sum(p.numel() for p in module.parameters())
         dist.all_reduce(counts)
-        return [int(counts[s * self.dp_size]) for s in range(self.num_stages)]
+        first_ranks = [s * self.dp_size for s in range(self.num_stages)]
+        return [int(counts[0, r]) for r in first_ranks], [int(counts[1, r]) for r in first_ranks]
+
+    def _optimizer_states_per_param(self) -> int:
+        name = self.cfg.names["optimizer"]
+        if name == "sgd":
+            return 1 if getattr(self.cfg.optimizer, "momentum", 0.0) else 0
+        return 1 if name == "adafactor" else 2  # Adam-style: exp_avg and exp_avg_sq (adafactor: ~factored)
 
     @property
     def is_first_stage(self) -> bool:

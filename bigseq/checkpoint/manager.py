@@ -16,8 +16,8 @@ import shutil
 import torch.distributed as dist
 from deepspeed.checkpoint.constants import UNIVERSAL_CHECKPOINT_INFO
 
-from bigseq.checkpoint import files
-from bigseq.checkpoint.rng import gather_rng_states, set_rng_state
+from bigseq.checkpoint import files, universal
+from bigseq.checkpoint.rng import gather_rng_states, reseed, set_rng_state
 from bigseq.errors import BigseqError
 from bigseq.options import train_config_to_dict
 
@@ -81,19 +81,32 @@ def check_compatible(meta: dict, trainer, where: str) -> None:
     if meta["vocab_size"] != trainer.task.vocab_size:
         raise BigseqError(f"checkpoint {where} has a vocabulary of {meta['vocab_size']} but the data has "
                           f"{trainer.task.vocab_size}; use the data it was trained on or another --save-dir")
-    if meta["world_size"] != trainer.env.world_size and meta["zero_stage"] > 0:
+    if meta["world_size"] != trainer.env.world_size and meta["zero_stage"] > 0 and not meta.get("universal"):
         raise BigseqError(f"checkpoint {where} was saved by {meta['world_size']} ranks with ZeRO stage "
                           f"{meta['zero_stage']}, this run has {trainer.env.world_size}; resume with "
-                          f"{meta['world_size']} ranks, or convert it to a universal checkpoint first")
+                          f"{meta['world_size']} ranks, or run `bigseq convert universal {where}` and resume "
+                          f"(the universal checkpoint is picked up automatically)")
 
 
 def load(trainer, save_dir: str) -> dict | None:
     """Resume from save_dir/latest if there is one; returns bigseq's client state."""
-    tag = files.read_latest(save_dir) if os.path.isdir(save_dir) else None
-    if tag is None:
+    found = universal.resume_tag(save_dir, getattr(trainer.cfg.distributed, "universal_checkpoint", False))
+    if found is None:
         return None
+    tag, is_universal = found
+    if is_universal and not trainer.engine.load_universal_checkpoint():
+        raise BigseqError(f"{os.path.join(save_dir, tag)} is a universal checkpoint but this engine was not "
+                          f"configured to load one; a --deepspeed-config with \"checkpoint\" must not set "
+                          f"load_universal to false")
     where = os.path.join(save_dir, tag)
-    check_compatible(files.read_meta(where), trainer, where)
+    meta = files.read_meta(where)
+    check_compatible(meta, trainer, where)
+    stage = trainer.engine.zero_optimization_stage()
+    if is_universal and (stage == 3) != (meta["zero_stage"] == 3):
+        # DeepSpeed's stage-3 loader reads another optimizer-state layout than stages 1-2 write, and vice versa
+        raise BigseqError(f"universal checkpoint {where} was saved with ZeRO stage {meta['zero_stage']}; "
+                          f"DeepSpeed cannot load it with ZeRO stage {stage}: resume with --zero-stage "
+                          f"{'3' if meta['zero_stage'] == 3 else '1 or 2'}")
     path, client = trainer.engine.load_checkpoint(save_dir, tag=tag)
     if path is None:
         raise BigseqError(f"could not load checkpoint {where}; it may be damaged: remove it and point "
@@ -105,14 +118,48 @@ def load(trainer, save_dir: str) -> dict | None:
     rngs = state.get("rng", [])
     if len(rngs) == trainer.env.world_size:
         set_rng_state(rngs[trainer.env.rank])
+    else:  # another world size: the saved streams have no owner here; reproducible per (seed, rank, update)
+        reseed(trainer.cfg.common.seed, trainer.env.rank, trainer.num_updates)
     return state
 
 
 def load_weights_only(trainer, path: str) -> None:
     """--finetune-from-model: weights of another run, fresh optimizer/schedule/data position."""
+    from bigseq.checkpoint import convert
+    if os.path.isdir(path) and convert.is_consolidated(path):
+        load_consolidated_weights(trainer, path)
+        return
     save_dir, tag = files.resolve_checkpoint(path)
     where = os.path.join(save_dir, tag)
     meta = files.read_meta(where)
     check_compatible({**meta, "world_size": trainer.env.world_size}, trainer, where)
     trainer.engine.load_checkpoint(save_dir, tag=tag, load_module_only=True, load_optimizer_states=False,
                                    load_lr_scheduler_states=False)
+
+
+def load_consolidated_weights(trainer, folder: str) -> None:
+    """Weights of a consolidated folder (`bigseq convert to-safetensors` / `from-hf`) into the engine's model."""
+    import dataclasses
+
+    import deepspeed
+
+    from bigseq.checkpoint import convert
+    info, saved_cfg, state = convert.load_consolidated(folder)
+    if getattr(trainer, "num_stages", 1) > 1:
+        raise BigseqError(f"--finetune-from-model {folder}: consolidated folders load into non-pipeline runs; "
+                          f"drop --pipeline-parallel-size or start from a training checkpoint")
+    names = {"model": info["model_name"], "arch": info.get("names", {}).get("arch", info["model_name"])}
+    saved_model = dataclasses.asdict(saved_cfg)
+    check_compatible({"cfg": {"model": {**saved_model, "vocab_size": trainer.cfg.model.vocab_size}},
+                      "names": names, "vocab_size": info["vocab_size"], "world_size": trainer.env.world_size,
+                      "zero_stage": 0}, trainer, folder)
+    module = trainer.engine.module
+    zero3 = trainer.engine.zero_optimization_stage() == 3
+    with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=0, enabled=zero3):
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise BigseqError(f"--finetune-from-model {folder} does not match the model (missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]}); use the --arch it was converted from")
+    optimizer = trainer.engine.optimizer
+    if hasattr(optimizer, "refresh_fp32_params"):  # ZeRO keeps fp32 master copies of the weights
+        optimizer.refresh_fp32_params()

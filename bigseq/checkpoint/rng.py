@@ -31,3 +31,11 @@ def gather_rng_states(world_size: int) -> list[dict]:
     out: list = [None] * world_size
     dist.all_gather_object(out, mine)
     return out
+
+
+def reseed(seed: int, rank: int, num_updates: int) -> None:
+    """Fresh, reproducible streams for a rank whose saved state does not apply (resumed on another world size)."""
+    mixed = (seed * 1_000_003 + rank * 10_007 + num_updates) % (2**32)
+    random.seed(mixed)
+    np.random.seed(mixed)
+    torch.manual_seed(mixed)

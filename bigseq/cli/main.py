@@ -11,6 +11,7 @@ COMMANDS = {
     "validate": ("bigseq.cli.validate", "Loss and perplexity of a checkpoint on a split"),
     "eval-lm": ("bigseq.cli.eval_lm", "Evaluate a language model checkpoint (loss in nats, perplexity)"),
     "generate": ("bigseq.cli.generate", "Sample or greedy-decode from a language model checkpoint"),
+    "convert": ("bigseq.cli.convert", "Universal (any world size), safetensors and HF conversions of checkpoints"),
 }
 
 

@@ -56,7 +56,13 @@ def main(argv=None):
               f"precision {trainer.precision}", flush=True)
         if hasattr(trainer, "stage_params"):
             print(f"bigseq | pipeline: {trainer.num_stages} stages x {trainer.dp_size} data-parallel | parameters "
-                  f"per stage {', '.join(f'{n:,}' for n in trainer.stage_params)}", flush=True)
+                  f"per stage {', '.join(f'{n:,}' for n in trainer.stage_params)} | memory per stage (weights+grads+"
+                  f"optimizer, est.) {', '.join(f'{b / 2**20:,.1f} MiB' for b in trainer.stage_memory_bytes)} | "
+                  f"bubble {trainer.bubble_fraction:.1%} (1F1B, {cfg.optimization.update_freq} micro-batches)",
+                  flush=True)
+        if cfg.distributed.activation_checkpointing:
+            print(f"bigseq | activation checkpointing: every {cfg.distributed.checkpoint_interval} layer(s)",
+                  flush=True)
     resume = ckpt.load(trainer, cfg.checkpoint.save_dir)
     if resume is None and cfg.checkpoint.finetune_from_model:
         ckpt.load_weights_only(trainer, cfg.checkpoint.finetune_from_model)

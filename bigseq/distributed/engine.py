@@ -68,9 +68,16 @@ def build_ds_config(cfg, dp_size: int) -> dict:
     if ds["gradient_accumulation_steps"] != o.update_freq:
         raise BigseqError(f"--deepspeed-config sets gradient_accumulation_steps={ds['gradient_accumulation_steps']} "
                           f"but --update-freq is {o.update_freq}; make them equal or set it to \"auto\"")
+    pipe = ds.get("pipeline")
+    if isinstance(pipe, dict):  # a pipeline template's "auto" values (ds_configs/pipeline.json)
+        _fill(pipe, "activation_checkpoint_interval",
+              dist.checkpoint_interval if dist.activation_checkpointing else 0)
     ds.setdefault("steps_per_print", 10**9)
     # bigseq's optimizers (sgd, adafactor, ...) are ordinary torch optimizers; ZeRO partitions any of them
     ds.setdefault("zero_allow_untested_optimizer", True)
+    from bigseq.checkpoint import universal  # DeepSpeed reads load_universal when it loads the checkpoint
+    if universal.loads_universal(cfg):
+        ds.setdefault("checkpoint", {}).setdefault("load_universal", True)
     return ds
 
 
@@ -119,6 +126,10 @@ def initialize(cfg, model: torch.nn.Module, dp_size: int):
     except (AssertionError, ValueError) as e:
         raise BigseqError(f"DeepSpeed rejected the configuration: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
                           f" (check --deepspeed-config, --zero-stage, --precision, batch sizes)") from None
+    if dp_size == 1 and not engine.zero_optimization():
+        # one rank: the all-reduce is the identity, yet DeepSpeed would still flatten every gradient
+        # into one buffer, reduce it and copy it back after each backward
+        engine.enable_backward_allreduce = False
     return engine, optimizer, scheduler, ds_config
 
 

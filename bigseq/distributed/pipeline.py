@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 from deepspeed.pipe import LayerSpec, PipelineModule, TiedLayerSpec
 from deepspeed.runtime import utils as ds_utils
+from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from bigseq import registry
 from bigseq.errors import BigseqError
@@ -111,6 +112,17 @@ def plan_stages(layers: list[PipelineLayer], num_stages: int, method: str, arch:
     return parts
 
 
+def _recompute(function, *args):
+    # the plain model's recomputation (torch, non-reentrant): the first segment's integer token ids need
+    # no requires_grad trick, and the RNG state is replayed, so dropout masks match
+    return torch_checkpoint(function, *args, use_reentrant=False)
+
+
+def checkpoint_interval(dist_cfg) -> int:
+    """PipelineModule's activation_checkpoint_interval: layers per recomputed segment, 0 = off."""
+    return dist_cfg.checkpoint_interval if dist_cfg.activation_checkpointing else 0
+
+
 def build_pipeline_module(cfg, task, criterion, world_size: int) -> tuple[PipelineModule, PipelineLoss]:
     """Collective: every rank builds its own stage."""
     num_stages = cfg.distributed.pipeline_parallel_size
@@ -126,7 +138,9 @@ def build_pipeline_module(cfg, task, criterion, world_size: int) -> tuple[Pipeli
     specs = [BigseqTiedLayerSpec(layer, seed) if layer.tie_key else BigseqLayerSpec(layer, seed) for layer in layers]
     loss = PipelineLoss(criterion)
     module = PipelineModule(layers=specs, num_stages=num_stages, loss_fn=loss,
-                            partition_method=cfg.distributed.pipeline_partition_method, dynamic_shape=True)
+                            partition_method=cfg.distributed.pipeline_partition_method, dynamic_shape=True,
+                            activation_checkpoint_interval=checkpoint_interval(cfg.distributed),
+                            activation_checkpoint_func=_recompute)
     module.bigseq_layers = layers  # the plain-model names of each layer's parameters
     return module, loss
 

@@ -3,7 +3,9 @@
 impl: "torch" = the reference (bigseq.kernels.reference), the CPU default;
 "triton" = bigseq.kernels.triton (CUDA tensors, or CPU tensors under TRITON_INTERPRET=1);
 "cuda" = csrc/ ops (cross-entropy, decode attention); "auto" = the fastest available
-for the device: torch on CPU; on CUDA the CUDA op, then Triton, then torch. When auto
+for the device: on CPU torch (the losses through bigseq.kernels.cpu_rows: the reference's
+forward numbers, computed a cache-sized chunk of rows at a time); on CUDA the CUDA op,
+then Triton, then torch. When auto
 skips an unavailable CUDA op it warns once; an explicit impl that cannot run raises
 KernelUnavailableError. Triton and the CUDA extension are imported only when chosen.
 """
@@ -17,7 +19,7 @@ import warnings
 import torch
 
 from bigseq.errors import BigseqError
-from bigseq.kernels import loss_functions, reference, validation
+from bigseq.kernels import cpu_rows, loss_functions, reference, validation
 
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _warned: set[str] = set()
@@ -69,7 +71,9 @@ def _check_kernel_dtype(name: str, t: torch.Tensor, impl: str) -> None:
 
 
 def _loss_backend(x: torch.Tensor, impl: str, what: str):
-    """The row backend module for the loss (CUDA or Triton), or None for the torch reference."""
+    """The row backend module for the loss (CUDA, Triton or CPU rows), or None for the torch reference."""
+    if impl == "auto" and x.device.type == "cpu" and x.dtype in KERNEL_DTYPES:
+        return cpu_rows
     if impl == "torch" or (impl == "auto" and (x.device.type != "cuda" or x.dtype not in KERNEL_DTYPES)):
         return None
     if impl != "auto":

@@ -1,6 +1,7 @@
 """Building blocks shared by the model families (no distributed or DeepSpeed imports here)."""
 
 from bigseq.modules.attention import SelfAttention  # noqa: F401
+from bigseq.modules.dropout import Dropout  # noqa: F401
 from bigseq.modules.embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding  # noqa: F401
 from bigseq.modules.feedforward import ACTIVATIONS, GATED_ACTIVATIONS, FeedForward, GatedFeedForward  # noqa: F401
 from bigseq.modules.init import init_params_by_name, normal, ones, zeros  # noqa: F401

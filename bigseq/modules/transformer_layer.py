@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from bigseq.modules.attention import SelfAttention
+from bigseq.modules.dropout import Dropout
 from bigseq.modules.feedforward import build_feedforward
 from bigseq.modules.kv_cache import LayerKVCache
 from bigseq.modules.norms import build_norm
@@ -23,7 +24,7 @@ class TransformerDecoderLayer(nn.Module):
                                   attention_impl=attention_impl)
         self.ffn_norm = build_norm(norm, dim, norm_eps, bias)
         self.ffn = build_feedforward(dim, ffn_dim, activation_fn, bias=bias, activation_dropout=activation_dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x_BTD: torch.Tensor, *, start_pos: int = 0,
                 kv_cache: LayerKVCache | None = None) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """Pipeline parallelism through the real launcher: same per-update losses as no pipeline on one rank."""
 
 import json
+import math
 import os
+import re
 
 import pytest
 
@@ -40,6 +42,7 @@ def test_two_stages_match_no_pipeline(tiny_data, tmp_path, style):
     assert want[UPDATES] < want[1] - 0.5  # it learns
     got, proc = _losses(tiny_data, tmp_path, "pp2", [*args, "--pipeline-parallel-size", "2"], nproc=2)
     assert "pipeline: 2 stages x 1 data-parallel" in proc.stdout
+    assert "bubble 33.3% (1F1B, 2 micro-batches)" in proc.stdout  # (P - 1) / (M + P - 1) = 1/3
     _assert_close(got, want)
     # the global gradient norm (all stages, a tied matrix once) is the plain model's, clipping included
     _assert_close(_gnorms(str(tmp_path / "pp2.jsonl")), _gnorms(str(tmp_path / "plain.jsonl")), atol=1e-4)
@@ -69,7 +72,30 @@ def test_pipeline_resume_is_exact_and_validates(tiny_data, tmp_path):
         assert resumed[n] == straight[n], f"update {n}: {resumed[n]} != {straight[n]}"
     # the pipeline checkpoint consolidates into the plain model for inference
     out = run([os.path.join(BIN, "bigseq"), "validate", save], check=True)
-    assert "loss" in out.stdout
+    valid_loss = float(re.search(r"loss (\d+\.\d+)", out.stdout).group(1))
+    out = run([os.path.join(BIN, "bigseq"), "eval-lm", save, "--gen-subset", "valid"], check=True)
+    eval_loss = float(re.search(r"loss (\d+\.\d+) nats/token", out.stdout).group(1))
+    assert abs(eval_loss - valid_loss) < 1e-3 and eval_loss < math.log(300) - 1  # the trained weights
+    out = run([os.path.join(BIN, "bigseq"), "generate", save, "--prompt", "the cat", "--max-new-tokens", "6"],
+              check=True)
+    assert "the cat" in out.stdout and len(out.stdout.strip().split()) > 2
+
+
+def test_activation_checkpointing_changes_no_loss(tiny_data, tmp_path):
+    """Recomputation is exact (fp32, dropout on) for the plain model and for pipeline stages, the latter
+    through the ds_configs/pipeline.json template."""
+    args = ["--arch", "gpt2_tiny", "--update-freq", "2", "--max-update", "3", "--no-save"]
+    recompute = ["--activation-checkpointing", "--checkpoint-interval", "2"]
+    plain, _ = _losses(tiny_data, tmp_path, "plain", args)
+    plain_ac, proc = _losses(tiny_data, tmp_path, "plain_ac", [*args, *recompute])
+    assert "activation checkpointing: every 2 layer(s)" in proc.stdout
+    assert plain_ac == plain and len(plain) == 3
+    pipe = [*args, "--pipeline-parallel-size", "2"]
+    piped, _ = _losses(tiny_data, tmp_path, "pp2", pipe, nproc=2)
+    piped_ac, proc = _losses(tiny_data, tmp_path, "pp2_ac", [*pipe, *recompute, "--deepspeed-config",
+                                                             os.path.join("ds_configs", "pipeline.json")], nproc=2)
+    assert "activation checkpointing: every 2 layer(s)" in proc.stdout
+    assert piped_ac == piped and len(piped) == 3
 
 
 @pytest.mark.parametrize("flags,needles", [

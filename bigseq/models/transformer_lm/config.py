@@ -73,6 +73,8 @@ class TransformerLMConfig:
     """Divide the init std of residual output projections by sqrt(2 * --decoder-layers) (GPT-2)."""
     checkpoint_activations: bool = False
     """Recompute each layer's activations in the backward pass to save memory (training only)."""
+    checkpoint_interval: int = 1
+    """With --checkpoint-activations: decoder layers per recomputed segment."""
     attention_impl: str = "torch"
     """bigseq.kernels.attention implementation: auto, triton, cuda or torch."""
 

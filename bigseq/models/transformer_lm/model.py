@@ -22,6 +22,7 @@ from torch.utils.checkpoint import checkpoint
 from bigseq.errors import BigseqError
 from bigseq.models.base import BaseModel
 from bigseq.models.transformer_lm.config import TransformerLMConfig
+from bigseq.modules.dropout import Dropout
 from bigseq.modules.embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
 from bigseq.modules.init import InitRule, init_params_by_name, normal, ones, zeros
 from bigseq.modules.kv_cache import KVCache
@@ -42,7 +43,7 @@ class TransformerLMEmbedding(nn.Module):
         self.positions = (LearnedPositionalEmbedding(cfg.max_target_positions, d) if kind == "learned"
                           else SinusoidalPositionalEmbedding(d) if kind == "sinusoidal" else None)
         self.layernorm = build_norm(cfg.norm, d, cfg.norm_eps, cfg.bias) if cfg.layernorm_embedding else None
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def forward(self, tokens_BT: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
         x_BTD = self.tokens(tokens_BT)
@@ -132,12 +133,20 @@ class TransformerLanguageModel(BaseModel):
         """src_tokens (B, T) -> hidden states after the final norm (B, T, D)."""
         x_BTD = self.embed(src_tokens, start_pos)
         recompute = self.cfg.checkpoint_activations and self.training and kv_cache is None and torch.is_grad_enabled()
+        if recompute:
+            step = max(1, self.cfg.checkpoint_interval)
+            for lo in range(0, len(self.layers), step):
+                x_BTD = checkpoint(self._run_layers, x_BTD, lo, lo + step, start_pos, use_reentrant=False)
+            return self.final_norm(x_BTD)
         for i, layer in enumerate(self.layers):
-            if recompute:
-                x_BTD = checkpoint(layer, x_BTD, start_pos=start_pos, use_reentrant=False)
-            else:
-                x_BTD = layer(x_BTD, start_pos=start_pos, kv_cache=kv_cache.layer(i) if kv_cache else None)
+            x_BTD = layer(x_BTD, start_pos=start_pos, kv_cache=kv_cache.layer(i) if kv_cache else None)
         return self.final_norm(x_BTD)
+
+    def _run_layers(self, x_BTD: torch.Tensor, lo: int, hi: int, start_pos: int) -> torch.Tensor:
+        """Layers lo..hi-1: one recomputed segment of activation checkpointing."""
+        for layer in self.layers[lo:hi]:
+            x_BTD = layer(x_BTD, start_pos=start_pos)
+        return x_BTD
 
     @property
     def output_weight(self) -> torch.Tensor:

@@ -1,0 +1,96 @@
+"""Universal checkpoints: train on 2 ranks with ZeRO-2, convert, resume on another world size.
+
+The global batch order does not depend on the world size, so the resumed run must
+follow the uninterrupted 2-rank run (fp32, no dropout) to reduction-order noise.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from .runner import BIN, run, train
+
+pytestmark = pytest.mark.slow
+SCHEDULE = ["--lr-scheduler", "inverse_sqrt", "--warmup-updates", "4", "--zero-stage", "2"]
+
+
+def _records(log_file: str) -> dict[int, dict]:
+    with open(log_file) as f:
+        recs = [json.loads(line) for line in f]
+    return {int(r["num_updates"]): r for r in recs if r.get("tag") == "train"}
+
+
+@pytest.fixture(scope="module")
+def two_rank_runs(tiny_data, tmp_path_factory):
+    """(straight 12-update log, save dir stopped at update 6) from 2-rank ZeRO-2 runs."""
+    root = tmp_path_factory.mktemp("universal")
+    straight = str(root / "straight.jsonl")
+    train(tiny_data, [*SCHEDULE, "--max-update", "12", "--no-save"], nproc=2, launcher="deepspeed",
+          log_file=straight)
+    save = str(root / "save")
+    train(tiny_data, [*SCHEDULE, "--max-update", "6", "--save-dir", save], nproc=2, launcher="deepspeed",
+          log_file=str(root / "first.jsonl"))
+    return _records(straight), save
+
+
+def test_plain_checkpoint_on_other_world_size_is_refused(tiny_data, two_rank_runs, tmp_path):
+    _, save = two_rank_runs
+    proc = train(tiny_data, [*SCHEDULE, "--max-update", "12", "--save-dir", save], check=False)
+    assert proc.returncode != 0
+    err = proc.stderr.strip().splitlines()[-1]
+    assert "saved by 2 ranks" in err and "bigseq convert universal" in err, err
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def converted(two_rank_runs, tmp_path_factory):
+    """A copy of the 2-rank save dir, converted with `bigseq convert universal`."""
+    _, save = two_rank_runs
+    copy = str(tmp_path_factory.mktemp("converted") / "save")
+    shutil.copytree(save, copy)
+    proc = run([os.path.join(BIN, "bigseq"), "convert", "universal", copy], check=True)
+    assert "checkpoint_6_universal" in proc.stdout
+    return copy
+
+
+def test_convert_writes_a_complete_bigseq_checkpoint(converted):
+    tag = "checkpoint_6_universal"
+    with open(os.path.join(converted, tag, "bigseq_meta.json")) as f:
+        meta = json.load(f)
+    assert meta["universal"] and meta["source_tag"] == "checkpoint_6" and meta["num_updates"] == 6
+    with open(os.path.join(converted, "latest_universal")) as f:
+        assert f.read().strip() == tag
+    assert not [n for n in os.listdir(converted) if n.startswith(".convert-")]  # the staging folder is gone
+
+
+@pytest.mark.parametrize("nproc,stage,flag", [(1, 2, False), (4, 2, False), (2, 1, True)])
+def test_resume_on_other_world_size_follows_two_rank_run(tiny_data, two_rank_runs, converted, tmp_path,
+                                                         nproc, stage, flag):
+    straight, _ = two_rank_runs
+    save = str(tmp_path / "save")
+    shutil.copytree(converted, save)
+    log = str(tmp_path / "resumed.jsonl")
+    args = [*SCHEDULE, "--zero-stage", str(stage), "--max-update", "12", "--save-dir", save]
+    proc = train(tiny_data, args + (["--universal-checkpoint"] if flag else []), nproc=nproc,
+                 launcher="bigseq" if nproc == 1 else "deepspeed", log_file=log)
+    assert "resumed from" in proc.stdout and "at update 6" in proc.stdout
+    resumed = _records(log)
+    assert sorted(resumed) == list(range(7, 13))  # the update counter continues
+    for n in range(7, 13):  # same lr, and same samples in the same global order (else the losses differ)
+        assert resumed[n]["lr"] == pytest.approx(straight[n]["lr"], rel=1e-9), f"lr at update {n}"
+        assert resumed[n]["gnorm"] == pytest.approx(straight[n]["gnorm"], rel=1e-3), f"gnorm at update {n}"
+        assert abs(resumed[n]["loss"] - straight[n]["loss"]) <= 1e-4, \
+            f"update {n}: {resumed[n]['loss']} vs {straight[n]['loss']}"
+    with open(os.path.join(save, "latest")) as f:  # the resumed run saves an ordinary checkpoint
+        assert f.read().strip() == "checkpoint_12"
+
+
+def test_zero2_universal_into_zero3_is_refused_clearly(tiny_data, converted, tmp_path):
+    save = str(tmp_path / "save")
+    shutil.copytree(converted, save)
+    proc = train(tiny_data, [*SCHEDULE, "--zero-stage", "3", "--max-update", "12", "--save-dir", save], check=False)
+    assert proc.returncode != 0
+    err = proc.stderr.strip().splitlines()[-1]
+    assert "saved with ZeRO stage 2" in err and "--zero-stage 1 or 2" in err, err
