@@ -16,6 +16,7 @@ import time
 import torch
 import torch.distributed as dist
 
+from bigseq import cpu_allocator
 from bigseq.distributed import engine as ds_engine
 from bigseq.errors import BigseqError
 
@@ -40,6 +41,8 @@ class Trainer:
         self.skipped_overflow = 0
         self._nonfinite_in_a_row = 0
         self.num_params = sum(p.numel() for p in model.parameters())
+        if all(p.device.type == "cpu" for p in model.parameters()):
+            cpu_allocator.keep_freed_memory()  # no page faults for each update's fresh buffers
 
     @property
     def model(self):

@@ -16,8 +16,8 @@ import os
 import torch
 
 from bigseq import registry
-from bigseq.errors import BigseqError
 from bigseq.distributed.skipping import SkippableLRScheduler, make_step_skippable
+from bigseq.errors import BigseqError
 
 _DEFAULT_TEMPLATE = {
     "train_batch_size": "auto",
@@ -126,9 +126,9 @@ def initialize(cfg, model: torch.nn.Module, dp_size: int):
     except (AssertionError, ValueError) as e:
         raise BigseqError(f"DeepSpeed rejected the configuration: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
                           f" (check --deepspeed-config, --zero-stage, --precision, batch sizes)") from None
-    if dp_size == 1 and not engine.zero_optimization():
-        # one rank: the all-reduce is the identity, yet DeepSpeed would still flatten every gradient
-        # into one buffer, reduce it and copy it back after each backward
+    if engine.dp_world_size == 1 and not engine.zero_optimization():
+        # one data-parallel rank: the all-reduce is the identity, yet DeepSpeed would still flatten
+        # every gradient into one buffer, reduce it and copy it back after each backward
         engine.enable_backward_allreduce = False
     return engine, optimizer, scheduler, ds_config
 

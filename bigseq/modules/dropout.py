@@ -5,7 +5,7 @@ and multiplies in separate passes; comparing uniform 31-bit integers with
 p * 2^31 gives the same keep probability (to 2^-31) at under half the cost.
 The mask comes from torch's default generator, so seeding, checkpointed RNG
 state and activation-checkpoint replay behave as with torch's dropout.
-Other devices, p = 1 and in-place dropout use torch's own.
+Other devices, p = 1, in-place dropout and compiled graphs use torch's own.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if x.device.type != "cpu" or self.p == 1.0 or self.inplace or not x.is_floating_point():
+        if (x.device.type != "cpu" or self.p == 1.0 or self.inplace or not x.is_floating_point()
+                or torch.compiler.is_compiling()):  # a compiled graph fuses torch's dropout itself
             return super().forward(x)
         return _CPUDropout.apply(x, self.p)

@@ -16,8 +16,7 @@ import torch.nn.functional as F
 
 from bigseq.models.pipeline_layers import PipelineLayer
 from bigseq.models.transformer_lm.config import TransformerLMConfig
-from bigseq.models.transformer_lm.model import (TransformerLMEmbedding, build_decoder_layer, build_final_norm,
-                                                init_rules)
+from bigseq.models.transformer_lm.model import TransformerLMEmbedding, build_decoder_layer, build_final_norm, init_rules
 from bigseq.modules.transformer_layer import TransformerDecoderLayer
 
 TIE_KEY = "embed"
