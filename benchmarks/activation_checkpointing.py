@@ -101,8 +101,9 @@ def main() -> None:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         name = "off" if r["interval"] == 0 else f"--activation-checkpointing --checkpoint-interval {r['interval']}"
+        rss_ratio = r['peak_rss_delta_bytes'] / base['peak_rss_delta_bytes']
         lines.append(f"| {name} | {mib(r['saved_bytes'])} | {r['saved_bytes'] / base['saved_bytes']:.0%} | "
-                     f"{mib(r['peak_rss_delta_bytes'])} | {r['peak_rss_delta_bytes'] / base['peak_rss_delta_bytes']:.0%}"
+                     f"{mib(r['peak_rss_delta_bytes'])} | {rss_ratio:.0%}"
                      f" | {r['seconds']:.1f} s | {r['loss']:.6f} |")
     lines += ["", "Saved for backward: unique storages autograd keeps outside recomputed segments plus each "
               "segment's input (B x T x D fp32). Peak RSS also counts temporaries of the forward and backward "

@@ -124,8 +124,9 @@ def initialize(cfg, model: torch.nn.Module, dp_size: int):
         engine, ds_optimizer, _, ds_scheduler = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
     except (AssertionError, ValueError) as e:
-        raise BigseqError(f"DeepSpeed rejected the configuration: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-                          f" (check --deepspeed-config, --zero-stage, --precision, batch sizes)") from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BigseqError(f"DeepSpeed rejected the configuration: {reason} "
+                          f"(check --deepspeed-config, --zero-stage, --precision, batch sizes)") from None
     if engine.dp_world_size == 1 and not engine.zero_optimization():
         # one data-parallel rank: the all-reduce is the identity, yet DeepSpeed would still flatten
         # every gradient into one buffer, reduce it and copy it back after each backward
