@@ -1,6 +1,5 @@
 """Flags from dataclasses: docs as --help, types, precedence, errors with suggestions."""
 
-import argparse
 from dataclasses import dataclass
 from typing import Literal
 
@@ -96,4 +95,3 @@ def test_bad_yaml_file(tmp_path):
 def test_bool_flag_negation():
     _, args = parse(["--no-share-decoder-input-output-embed"])
     assert args == {"share_decoder_input_output_embed": False}
-    assert isinstance(argparse.BooleanOptionalAction, type)
