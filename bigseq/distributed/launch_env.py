@@ -45,10 +45,27 @@ def _fill_env() -> None:
     env.setdefault("LOCAL_RANK", "0")
 
 
+def skip_shared_memory_allreduce() -> None:
+    """Keep DeepSpeed's CPU communicator from loading its shared-memory all-reduce op.
+
+    On the CPU accelerator DeepSpeed JIT-compiles that op (about a minute, again for
+    every new environment path) and each rank maps a 66 MiB /dev/shm buffer that is
+    never unlinked: every multi-process run leaks RAM until the machine thrashes. It
+    only serves `inference_all_reduce`, which training never calls; gloo does the rest.
+    """
+    if torch.cuda.is_available():
+        return
+    import deepspeed.ops
+    from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder
+
+    deepspeed.ops.__compatible_ops__[ShareMemCommBuilder.NAME] = False
+
+
 def init_distributed() -> DistEnv:
     import deepspeed
 
     _fill_env()
+    skip_shared_memory_allreduce()
     if not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
