@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from bigseq import cpu_allocator
 from bigseq.distributed import engine as ds_engine
+from bigseq.distributed import zero3
 from bigseq.errors import BigseqError
 
 _SUM_KEYS = ("loss", "nll_loss", "ntokens", "nsentences", "sample_size")
@@ -40,7 +41,7 @@ class Trainer:
         self.skipped_nonfinite = 0
         self.skipped_overflow = 0
         self._nonfinite_in_a_row = 0
-        self.num_params = sum(p.numel() for p in model.parameters())
+        self.num_params = sum(zero3.full_numel(p) for p in model.parameters())
         if all(p.device.type == "cpu" for p in model.parameters()):
             cpu_allocator.keep_freed_memory()  # no page faults for each update's fresh buffers
 

@@ -13,6 +13,7 @@ from bigseq import options, tasks
 from bigseq.checkpoint import files as ckpt_files
 from bigseq.checkpoint import manager as ckpt
 from bigseq.distributed import engine as ds_engine
+from bigseq.distributed import zero3
 from bigseq.distributed.launch_env import init_distributed, shutdown
 from bigseq.train_loop import train
 from bigseq.trainer import Trainer
@@ -45,7 +46,7 @@ def main(argv=None):
         criterion = task.build_criterion(cfg.names["criterion"], cfg.criterion)
         trainer = PipelineTrainer(cfg, task, criterion, env)
     else:
-        with ds_engine.model_init_context(cfg):
+        with ds_engine.model_init_context(cfg, env.world_size):
             model = task.build_model(cfg.names["model"], cfg.model)
         model.reset_parameters(cfg.common.seed)
         criterion = task.build_criterion(cfg.names["criterion"], cfg.criterion)
@@ -60,6 +61,9 @@ def main(argv=None):
                   f"optimizer, est.) {', '.join(f'{b / 2**20:,.1f} MiB' for b in trainer.stage_memory_bytes)} | "
                   f"bubble {trainer.bubble_fraction:.1%} (1F1B, {cfg.optimization.update_freq} micro-batches)",
                   flush=True)
+        if cfg.distributed.pipeline_parallel_size == 1 and any(map(zero3.is_partitioned, model.parameters())):
+            print(f"bigseq | ZeRO-3: built sharded, {zero3.resident_numel(model):,} of {trainer.num_params:,} "
+                  f"parameter elements on this rank", flush=True)
         if cfg.distributed.activation_checkpointing:
             print(f"bigseq | activation checkpointing: every {cfg.distributed.checkpoint_interval} layer(s)",
                   flush=True)

@@ -137,9 +137,14 @@ def initialize(cfg, model: torch.nn.Module, dp_size: int):
     return engine, optimizer, scheduler, ds_config
 
 
-def model_init_context(cfg):
-    """Context entered around task.build_model (a no-op for now: models are built whole, then sharded)."""
-    return contextlib.nullcontext()
+def model_init_context(cfg, dp_size: int):
+    """Context entered around task.build_model: with ZeRO-3 each module is sharded as it is built."""
+    ds_config = build_ds_config(cfg, dp_size)  # a --deepspeed-config file may be what asks for stage 3
+    if ds_config.get("zero_optimization", {}).get("stage", 0) != 3:
+        return contextlib.nullcontext()
+    from bigseq.distributed import zero3
+
+    return zero3.init_context(ds_config)
 
 
 def world_info() -> dict:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from bigseq.distributed import zero3
+
 
 class BaseModel(nn.Module):
     @classmethod
@@ -18,4 +20,4 @@ class BaseModel(nn.Module):
         raise NotImplementedError
 
     def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return sum(zero3.full_numel(p) for p in self.parameters())

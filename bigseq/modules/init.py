@@ -59,8 +59,13 @@ def init_params_by_name(module: nn.Module, seed: int, rules: Sequence[InitRule],
     Parameters on the meta device are skipped (nothing to fill). Tied
     parameters are visited once, under their first name.
     """
+    from bigseq.distributed import zero3
+
     for name, param in module.named_parameters():
         if param.is_meta:
             continue
-        value = init_value(prefix + name, tuple(param.shape), seed, rules)
-        param.copy_(value.to(device=param.device, dtype=param.dtype))
+        value = init_value(prefix + name, zero3.full_shape(param), seed, rules)
+        if zero3.is_partitioned(param):  # built under ZeRO-3: fill only this rank's slice
+            zero3.fill_partition(param, value)
+        else:
+            param.copy_(value.to(device=param.device, dtype=param.dtype))
