@@ -2,7 +2,8 @@
 
 Works for every ZeRO stage: stage 0 fp32 reads the module weights; otherwise
 DeepSpeed's zero_to_fp32 consolidates the fp32 master weights from the
-partitioned optimizer states.
+partitioned optimizer states. Pipeline checkpoints read their per-layer files,
+universal ones their per-parameter fp32 files.
 """
 
 from __future__ import annotations
@@ -35,6 +36,27 @@ def pipeline_state_dict(ckpt_dir: str, layers) -> dict[str, torch.Tensor]:
     return consolidate_checkpoint(ckpt_dir, layers)
 
 
+def universal_state_dict(ckpt_dir: str) -> dict[str, torch.Tensor]:
+    """A universal checkpoint's zero/<name>/fp32.pt files (bigseq writes them in plain-model names)."""
+    zero = os.path.join(ckpt_dir, "zero")
+    return {name: torch.load(os.path.join(zero, name, "fp32.pt"), map_location="cpu", weights_only=False)["param"]
+            for name in sorted(os.listdir(zero)) if os.path.isfile(os.path.join(zero, name, "fp32.pt"))}
+
+
+def plain_state_dict(save_dir: str, tag: str, meta: dict, task) -> dict[str, torch.Tensor]:
+    """Any bigseq training checkpoint (ZeRO 0-3, pipeline, universal) -> the plain model's fp32 state dict."""
+    from bigseq import registry
+    from bigseq.checkpoint.pipeline import pipeline_size
+    ckpt_dir = os.path.join(save_dir, tag)
+    if meta.get("universal"):
+        return universal_state_dict(ckpt_dir)
+    if pipeline_size(meta) > 1:
+        cfg = train_config_from_dict(meta["cfg"])
+        model_cls = registry.MODEL_REGISTRY.get(cfg.names["model"]).cls
+        return pipeline_state_dict(ckpt_dir, model_cls.pipeline_layers(cfg.model, task))
+    return consolidated_state_dict(save_dir, tag, meta)
+
+
 def load_for_inference(path: str, *, data: str | None = None, user_dir: str | None = None):
     """-> (cfg, task, model in eval mode) from a save dir or one of its tag folders."""
     load_components(user_dir)
@@ -49,10 +71,7 @@ def load_for_inference(path: str, *, data: str | None = None, user_dir: str | No
         raise BigseqError(f"the data in {cfg.task.data} has a vocabulary of {task.vocab_size} but the checkpoint "
                           f"{meta['vocab_size']}; pass --data with the data the model was trained on")
     model = task.build_model(cfg.names["model"], cfg.model)
-    if cfg.distributed.pipeline_parallel_size > 1:
-        state = pipeline_state_dict(os.path.join(save_dir, tag), type(model).pipeline_layers(cfg.model, task))
-    else:
-        state = consolidated_state_dict(save_dir, tag, meta)
+    state = plain_state_dict(save_dir, tag, meta, task)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise BigseqError(f"checkpoint {save_dir}/{tag} does not match the model (missing {missing[:3]}, "

@@ -9,14 +9,15 @@ finished writing, so a crash mid-save resumes from the previous checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 
 import torch.distributed as dist
-from deepspeed.checkpoint.constants import UNIVERSAL_CHECKPOINT_INFO
+from deepspeed.checkpoint.constants import PIPELINE_REPLICATED_PARAMETER_PATTERNS, UNIVERSAL_CHECKPOINT_INFO
 
-from bigseq.checkpoint import files, universal
+from bigseq.checkpoint import files, pipeline, universal
 from bigseq.checkpoint.rng import gather_rng_states, reseed, set_rng_state
 from bigseq.errors import BigseqError
 from bigseq.options import train_config_to_dict
@@ -44,7 +45,9 @@ def save(trainer, save_dir: str, extra_state: dict) -> str:
             "world_size": env.world_size,
             "cfg": cfg_dict,
         },
-        UNIVERSAL_CHECKPOINT_INFO: {"universal_checkpoint_version": 0.2},
+        # a tied module is on the first and the last stage: ds_to_universal extracts it once
+        UNIVERSAL_CHECKPOINT_INFO: {"universal_checkpoint_version": 0.2,
+                                    PIPELINE_REPLICATED_PARAMETER_PATTERNS: [r"tied_modules\."]},
     }
     trainer.engine.save_checkpoint(save_dir, tag=tag, client_state=client_state, save_latest=False)
     _barrier(env.world_size)
@@ -52,6 +55,10 @@ def save(trainer, save_dir: str, extra_state: dict) -> str:
         meta = {"tag": tag, "num_updates": trainer.num_updates, "world_size": env.world_size,
                 "zero_stage": trainer.engine.zero_optimization_stage(), "vocab_size": trainer.task.vocab_size,
                 "names": trainer.cfg.names, "cfg": cfg_dict}
+        layers = getattr(trainer.engine.module, "bigseq_layers", None)
+        if layers is not None:  # universal conversion renames the pipeline's parameters by these
+            from bigseq.distributed.pipeline import layer_prefixes
+            meta[pipeline.PREFIXES_KEY] = layer_prefixes(layers)
         files.write_json(os.path.join(save_dir, tag, files.META_FILE), meta)
         files.atomic_write_text(os.path.join(save_dir, "latest"), tag)
         prune(save_dir, trainer.cfg.checkpoint.keep_last_checkpoints, keep=tag)
@@ -68,8 +75,8 @@ def prune(save_dir: str, keep_last: int, keep: str) -> None:
             shutil.rmtree(os.path.join(save_dir, name), ignore_errors=True)
 
 
-def check_compatible(meta: dict, trainer, where: str) -> None:
-    """Refuse a checkpoint of another architecture / vocabulary / incompatible layout."""
+def check_compatible(meta: dict, trainer, where: str, *, weights_only: bool = False) -> None:
+    """Refuse a checkpoint of another architecture / vocabulary / (unless weights_only) incompatible layout."""
     cfg = trainer.cfg
     saved_model, current_model = meta["cfg"]["model"], train_config_to_dict(cfg)["model"]
     diffs = [k for k in current_model if k in saved_model and saved_model[k] != current_model[k]
@@ -81,6 +88,9 @@ def check_compatible(meta: dict, trainer, where: str) -> None:
     if meta["vocab_size"] != trainer.task.vocab_size:
         raise BigseqError(f"checkpoint {where} has a vocabulary of {meta['vocab_size']} but the data has "
                           f"{trainer.task.vocab_size}; use the data it was trained on or another --save-dir")
+    if weights_only:
+        return
+    pipeline.check_pipeline_size(meta, trainer, where)
     if meta["world_size"] != trainer.env.world_size and meta["zero_stage"] > 0 and not meta.get("universal"):
         raise BigseqError(f"checkpoint {where} was saved by {meta['world_size']} ranks with ZeRO stage "
                           f"{meta['zero_stage']}, this run has {trainer.env.world_size}; resume with "
@@ -107,7 +117,10 @@ def load(trainer, save_dir: str) -> dict | None:
         raise BigseqError(f"universal checkpoint {where} was saved with ZeRO stage {meta['zero_stage']}; "
                           f"DeepSpeed cannot load it with ZeRO stage {stage}: resume with --zero-stage "
                           f"{'3' if meta['zero_stage'] == 3 else '1 or 2'}")
-    path, client = trainer.engine.load_checkpoint(save_dir, tag=tag)
+    names_in_plain = is_universal and pipeline.run_pipeline_size(trainer) > 1 and (
+        meta.get(pipeline.PLAIN_NAMES_KEY) or pipeline.pipeline_size(meta) == 1)
+    with pipeline.plain_param_names(trainer) if names_in_plain else contextlib.nullcontext():
+        path, client = trainer.engine.load_checkpoint(save_dir, tag=tag)
     if path is None:
         raise BigseqError(f"could not load checkpoint {where}; it may be damaged: remove it and point "
                           f"{os.path.join(save_dir, 'latest')} at an earlier one")
@@ -132,34 +145,41 @@ def load_weights_only(trainer, path: str) -> None:
     save_dir, tag = files.resolve_checkpoint(path)
     where = os.path.join(save_dir, tag)
     meta = files.read_meta(where)
-    check_compatible({**meta, "world_size": trainer.env.world_size}, trainer, where)
-    trainer.engine.load_checkpoint(save_dir, tag=tag, load_module_only=True, load_optimizer_states=False,
-                                   load_lr_scheduler_states=False)
+    check_compatible(meta, trainer, where, weights_only=True)
+    if pipeline.pipeline_size(meta) == pipeline.run_pipeline_size(trainer) and not meta.get("universal"):
+        trainer.engine.load_checkpoint(save_dir, tag=tag, load_module_only=True, load_optimizer_states=False,
+                                       load_lr_scheduler_states=False)
+        return
+    from bigseq.checkpoint import inference  # another pipeline layout: through the plain model's names
+    _load_model_state(trainer, inference.plain_state_dict(save_dir, tag, meta, trainer.task), where)
 
 
 def load_consolidated_weights(trainer, folder: str) -> None:
     """Weights of a consolidated folder (`bigseq convert to-safetensors` / `from-hf`) into the engine's model."""
     import dataclasses
 
-    import deepspeed
-
     from bigseq.checkpoint import convert
     info, saved_cfg, state = convert.load_consolidated(folder)
-    if getattr(trainer, "num_stages", 1) > 1:
-        raise BigseqError(f"--finetune-from-model {folder}: consolidated folders load into non-pipeline runs; "
-                          f"drop --pipeline-parallel-size or start from a training checkpoint")
     names = {"model": info["model_name"], "arch": info.get("names", {}).get("arch", info["model_name"])}
     saved_model = dataclasses.asdict(saved_cfg)
     check_compatible({"cfg": {"model": {**saved_model, "vocab_size": trainer.cfg.model.vocab_size}},
-                      "names": names, "vocab_size": info["vocab_size"], "world_size": trainer.env.world_size,
-                      "zero_stage": 0}, trainer, folder)
+                      "names": names, "vocab_size": info["vocab_size"]}, trainer, folder, weights_only=True)
+    _load_model_state(trainer, state, f"--finetune-from-model {folder}")
+
+
+def _load_model_state(trainer, state: dict, where: str) -> None:
+    """A plain model's state dict into the engine's model: the whole model, or this rank's pipeline stage."""
+    import deepspeed
     module = trainer.engine.module
-    zero3 = trainer.engine.zero_optimization_stage() == 3
-    with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=0, enabled=zero3):
-        missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise BigseqError(f"--finetune-from-model {folder} does not match the model (missing {missing[:3]}, "
-                          f"unexpected {unexpected[:3]}); use the --arch it was converted from")
+    if pipeline.run_pipeline_size(trainer) > 1:
+        pipeline.load_plain_state(trainer, state, where)
+    else:
+        zero3 = trainer.engine.zero_optimization_stage() == 3
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=0, enabled=zero3):
+            missing, unexpected = module.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise BigseqError(f"{where} does not match the model (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]}); use the --arch it was trained or converted with")
     optimizer = trainer.engine.optimizer
     if hasattr(optimizer, "refresh_fp32_params"):  # ZeRO keeps fp32 master copies of the weights
         optimizer.refresh_fp32_params()

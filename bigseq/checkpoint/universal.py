@@ -1,4 +1,5 @@
-"""Universal checkpoints: resume a ZeRO run on another world size or ZeRO stage (1 <-> 2; 3 only as 3).
+"""Universal checkpoints: resume a ZeRO run on another world size, ZeRO stage (1 <-> 2; 3 only as 3)
+or pipeline-parallel size (pipeline runs use ZeRO-1; parameters are stored under the plain model's names).
 
 `convert_to_universal` wraps DeepSpeed's ``ds_to_universal`` (parameters and
 optimizer moments as whole, unpartitioned fragments) and adds bigseq's meta, so
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 
-from bigseq.checkpoint import files
+from bigseq.checkpoint import files, pipeline
 from bigseq.errors import BigseqError
 
 SUFFIX = "_universal"
@@ -37,6 +38,10 @@ def convert_to_universal(path: str, *, workers: int = 1) -> tuple[str, str]:
     if tag.endswith(SUFFIX):
         raise BigseqError(f"{os.path.join(save_dir, tag)} is already a universal checkpoint; resume from it directly")
     meta = files.read_meta(os.path.join(save_dir, tag))
+    if meta.get("zero_stage", 0) == 0 and pipeline.pipeline_size(meta) > 1:
+        raise BigseqError(f"{os.path.join(save_dir, tag)} is a pipeline checkpoint saved with ZeRO stage 0; "
+                          f"universal conversion needs the ZeRO optimizer layout: train with --zero-stage 1 "
+                          f"to change --pipeline-parallel-size later")
     if meta.get("zero_stage", 0) == 0:
         raise BigseqError(f"{os.path.join(save_dir, tag)} was saved with ZeRO stage 0 (whole weights and optimizer "
                           f"on every rank); universal conversion needs ZeRO 1-3. It resumes on any world size as is")
@@ -53,8 +58,10 @@ def convert_to_universal(path: str, *, workers: int = 1) -> tuple[str, str]:
             last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
             raise BigseqError(f"ds_to_universal failed on {os.path.join(save_dir, tag)} ({last}); "
                               f"check that the checkpoint is complete (bigseq saves carry the universal info)")
-        files.write_json(os.path.join(out, files.META_FILE),
-                         {**meta, "tag": out_tag, "universal": True, "source_tag": tag})
+        if pipeline.pipeline_size(meta) > 1:
+            pipeline.rename_to_plain(out, meta, os.path.join(save_dir, tag))
+        files.write_json(os.path.join(out, files.META_FILE), {**meta, "tag": out_tag, "universal": True,
+                                                               "source_tag": tag, pipeline.PLAIN_NAMES_KEY: True})
         if os.path.exists(final):
             shutil.rmtree(final)
         os.replace(out, final)

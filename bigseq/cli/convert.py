@@ -8,7 +8,7 @@ from bigseq.config import FlagParser
 from bigseq.errors import BigseqError
 
 SUBCOMMANDS = {
-    "universal": "CKPT -> CKPT_universal: resume on another world size or ZeRO stage",
+    "universal": "CKPT -> CKPT_universal: resume on another world size, ZeRO stage or pipeline size",
     "to-safetensors": "CKPT OUT_DIR: consolidated fp32 model.safetensors + config.json (+ tokenizer)",
     "to-hf": "CKPT OUT_DIR: a transformers model folder (GPT-2 or Llama style models)",
     "from-hf": "HF_DIR OUT_DIR: a transformers GPT-2/Llama folder -> bigseq consolidated model folder",
@@ -42,7 +42,7 @@ def main(argv=None, prog: str = "bigseq convert"):
         from bigseq.checkpoint.universal import convert_to_universal
         save_dir, tag = convert_to_universal(args.checkpoint, workers=args.workers)
         print(f"bigseq convert | wrote universal checkpoint {save_dir}/{tag}; resuming in {save_dir} picks it "
-              f"up on any world size or ZeRO stage", flush=True)
+              f"up on any world size, ZeRO stage or pipeline size", flush=True)
         return tag
     from bigseq.checkpoint import convert
     if args.subcommand == "to-safetensors":

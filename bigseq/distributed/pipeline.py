@@ -72,10 +72,11 @@ class PipelineLoss:
 
 
 def family_layers(cfg, task) -> list[PipelineLayer]:
-    model_cls = registry.MODEL_REGISTRY.get(cfg.names["model"]).cls
-    if not hasattr(model_cls, "pipeline_layers"):
-        raise BigseqError(f"--pipeline-parallel-size > 1 is not supported for this family ('{cfg.names['model']}', "
-                          f"--arch {cfg.names['arch']}); use --pipeline-parallel-size 1")
+    family = cfg.names["model"]
+    model_cls = registry.MODEL_REGISTRY.get(family).cls
+    if getattr(model_cls, "pipeline_layers", None) is None:
+        raise BigseqError(f"pipeline parallelism is not supported for the {family} family (--arch "
+                          f"{cfg.names['arch']}: its model defines no pipeline_layers); use --pipeline-parallel-size 1")
     return model_cls.pipeline_layers(cfg.model, task)
 
 
@@ -157,3 +158,19 @@ def consolidate_checkpoint(ckpt_dir: str, layers: list[PipelineLayer]) -> dict[s
         state = torch.load(path, map_location="cpu", weights_only=False)
         out.update({layer.prefix + k: v for k, v in state.items()})
     return out
+
+
+def layer_prefixes(layers: list[PipelineLayer]) -> dict:
+    """What maps PipelineModule names to plain-model names, as JSON: each layer index's prefix, each tie key's."""
+    return {"layers": [layer.prefix for layer in layers],
+            "tied": {layer.tie_key: layer.prefix for layer in layers if layer.tie_key}}
+
+
+def plain_name(name: str, prefixes: dict) -> str:
+    """A PipelineModule parameter name -> the plain model's: '3.attn.q_proj.weight' -> 'layers.1.attn.q_proj.weight',
+    'tied_modules.embed.tokens.weight' -> 'embed.tokens.weight' (DeepSpeed names layers by their index)."""
+    head, _, rest = name.partition(".")
+    if head == "tied_modules":
+        key, _, rest = rest.partition(".")
+        return prefixes["tied"][key] + rest
+    return prefixes["layers"][int(head)] + rest

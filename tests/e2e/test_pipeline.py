@@ -109,3 +109,45 @@ def test_activation_checkpointing_changes_no_loss(tiny_data, tmp_path):
 def test_bad_pipeline_input_is_one_clear_line(tiny_data, flags, needles):
     proc = train(tiny_data, ["--no-save", "--max-update", "1", *flags], check=False)
     assert_one_clear_line(proc, *needles)
+
+
+NO_PIPELINE_FAMILY = '''
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from bigseq.models.base import BaseModel
+from bigseq.registry import register_architecture, register_model
+
+
+@dataclass(kw_only=True)
+class TinyEncDecConfig:
+    embed_dim: int = 16
+    """Width of encoder and decoder."""
+
+
+@register_model("tiny_encdec", TinyEncDecConfig)
+class TinyEncDec(BaseModel):  # no pipeline_layers
+    def __init__(self, cfg, pad_idx=None):
+        super().__init__()
+        self.encoder, self.decoder = nn.Linear(cfg.embed_dim, cfg.embed_dim), nn.Linear(cfg.embed_dim, cfg.embed_dim)
+
+    @classmethod
+    def build(cls, cfg, task):
+        return cls(cfg)
+
+
+@register_architecture("tiny_encdec", "tiny_encdec")
+def tiny_encdec():
+    return TinyEncDecConfig()
+'''
+
+
+def test_family_without_pipeline_layers_is_one_clear_line(tiny_data, tmp_path):
+    plugin = tmp_path / "no_pipeline_family"
+    plugin.mkdir()
+    (plugin / "__init__.py").write_text(NO_PIPELINE_FAMILY)
+    proc = train(tiny_data, ["--user-dir", str(plugin), "--arch", "tiny_encdec", "--pipeline-parallel-size", "2",
+                             "--no-save", "--max-update", "1"], check=False)
+    assert_one_clear_line(proc, "pipeline parallelism is not supported for the tiny_encdec family",
+                          "--pipeline-parallel-size 1")
