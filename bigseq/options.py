@@ -61,6 +61,9 @@ class OptimizationConfig:
     """Stop after this many updates (0: no limit)."""
     max_epoch: int = 0
     """Stop after this many epochs (0: no limit)."""
+    max_wall_time: str | None = None
+    """Stop after this wall time (seconds, or HH:MM:SS) as on SIGUSR1/SIGTERM: finish the update, save a
+    checkpoint, exit with code 75; rerunning the same command resumes from --save-dir."""
     update_freq: int = 1
     """Accumulate gradients over N micro-batches per update."""
     clip_norm: float = 0.0
@@ -226,6 +229,8 @@ def validate_train_config(cfg: TrainConfig) -> None:
     if cfg.distributed.offload_optimizer == "cpu" and cfg.distributed.zero_stage == 0:
         raise BigseqError("--offload-optimizer cpu needs --zero-stage 1, 2 or 3")
     validate_pipeline_config(cfg.distributed)
+    from bigseq.distributed.preemption import parse_wall_time  # a bad --max-wall-time fails before any process group
+    parse_wall_time(o.max_wall_time)
     unify_activation_checkpointing(cfg)
 
 

@@ -6,6 +6,8 @@ import math
 import time
 
 from bigseq.checkpoint import manager as ckpt
+from bigseq.distributed.launch_env import device
+from bigseq.distributed.preemption import StopRequest, exit_preempted
 from bigseq.logging import progress_bar
 from bigseq.trainer import Throughput, flops_per_token
 
@@ -29,6 +31,8 @@ class Run:
         seq_len = getattr(cfg.task, "tokens_per_sample", 0)
         self.throughput = Throughput(flops_per_token(cfg.model, trainer.num_params, seq_len))
         self.last_valid: dict | None = None
+        self.stop_request = StopRequest(cfg.optimization.max_wall_time, env.world_size, device())
+        self.preempted = False  # SIGUSR1/SIGTERM or --max-wall-time: save, exit for a requeue
 
     def progress(self, iterable, epoch: int, prefix: str | None, total: int | None = None, start: int = 0):
         c = self.cfg.common
@@ -38,7 +42,7 @@ class Run:
 
     def should_stop(self) -> bool:
         o = self.cfg.optimization
-        return (o.max_update > 0 and self.trainer.num_updates >= o.max_update) or (
+        return self.preempted or (o.max_update > 0 and self.trainer.num_updates >= o.max_update) or (
             o.max_epoch > 0 and self.itr.epoch > o.max_epoch) or (
             o.max_epoch > 0 and self.itr.epoch == o.max_epoch and self.itr.end_of_epoch())
 
@@ -81,6 +85,8 @@ class Run:
             window["gnorm_sum"] = window.get("gnorm_sum", 0.0) + (out["gnorm"] if math.isfinite(out["gnorm"]) else 0.0)
             window["steps"] = window.get("steps", 0) + 1
             n = trainer.num_updates
+            stop_requested = self.stop_request.should_stop()  # collective: every rank, once per update
+            self.preempted = stop_requested and not self.should_stop()  # a finished run just ends
             if n % cfg.common.log_interval == 0 or self.should_stop():
                 bar.log(self._train_stats(window, out), tag="train", step=n)
                 window = {}
@@ -110,6 +116,9 @@ def train(cfg, trainer, task, env, resume_state: dict | None) -> Run:
         run.itr.load_state_dict(resume_state["iterator"])
     while not run.should_stop():
         run.train_epoch()
+        if run.preempted:
+            run.save()
+            exit_preempted(run.stop_request.reason, trainer.num_updates, cfg.checkpoint, env.is_main)
         epoch = run.itr.epoch
         done = run.should_stop()
         at_epoch_end = run.itr.end_of_epoch()
@@ -117,4 +126,5 @@ def train(cfg, trainer, task, env, resume_state: dict | None) -> Run:
             run.validate(epoch)
         if at_epoch_end and epoch % cfg.checkpoint.save_interval == 0 or done:
             run.save()
+    run.stop_request.restore()
     return run
