@@ -12,12 +12,13 @@ COMMANDS = {
     "eval-lm": ("bigseq.cli.eval_lm", "Evaluate a language model checkpoint (loss in nats, perplexity)"),
     "generate": ("bigseq.cli.generate", "Sample or greedy-decode from a language model checkpoint"),
     "convert": ("bigseq.cli.convert", "Universal (any world size), safetensors and HF conversions of checkpoints"),
+    "estimate-memory": ("bigseq.cli.estimate_memory", "Per-device memory of a run by ZeRO stage, and which stages fit"),
 }
 
 
 def usage() -> str:
     lines = ["usage: bigseq <command> [options]", "", "commands:"]
-    lines += [f"  {name:<11} {doc}" for name, (_, doc) in COMMANDS.items()]
+    lines += [f"  {name:<15} {doc}" for name, (_, doc) in COMMANDS.items()]
     lines += ["", "`bigseq <command> --help` lists each command's flags."]
     return "\n".join(lines)
 

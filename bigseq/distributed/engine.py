@@ -51,7 +51,8 @@ def _fill(template: dict, key: str, value) -> None:
 
 def build_ds_config(cfg, dp_size: int) -> dict:
     """DeepSpeed config for this run; "auto" and missing values come from cfg."""
-    ds = load_template(cfg.distributed.deepspeed_config)
+    # `accelerate launch --use_deepspeed --deepspeed_config_file F` hands F over in the environment
+    ds = load_template(cfg.distributed.deepspeed_config or os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE"))
     d, o, dist = cfg.dataset, cfg.optimization, cfg.distributed
     micro = d.batch_size // dp_size if d.batch_size else 1  # nominal when batching by --max-tokens
     _fill(ds, "train_micro_batch_size_per_gpu", micro)

@@ -1,0 +1,127 @@
+"""Per-device memory of a training run, by ZeRO stage: the arithmetic behind `bigseq estimate-memory`.
+
+Model states follow DeepSpeed's own accounting (`estimate_zero2/3_model_states_mem_needs`) for
+mixed precision with Adam, per parameter:
+  16-bit weights 2 B, 16-bit gradients 2 B, fp32 gradient partition 4 B,
+  fp32 master weights + Adam moments 12 B (the "18" of DeepSpeed = 2 + 4 + 12);
+  ZeRO-1 partitions the fp32 part, ZeRO-2 also the 16-bit gradients, ZeRO-3 also the weights
+  (plus one gathered layer, 4 B per parameter of the largest layer). Stage 3 reduce-scatters
+  straight into the fp32 partition, so it keeps no 16-bit gradient copy.
+Optimizer offload moves the fp32 gradients and the Adam state to host memory.
+fp32 runs keep no 16-bit copies and no master weights: 4 B weights, 4 B gradients, 8 B moments.
+Activations assume a fused attention kernel (no seq x seq score matrix kept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+from bigseq.errors import BigseqError
+
+GIB = 2**30
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelShape:
+    num_params: int
+    largest_layer_params: int
+    layers: int
+    dim: int
+    ffn_dim: int
+    heads: int
+    kv_heads: int
+    vocab_size: int
+    gated_ffn: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceMemory:
+    """Bytes per device; host_bytes is what optimizer offload puts in CPU memory (per device)."""
+    zero_stage: int
+    parameters: int
+    gradients: int
+    optimizer_states: int
+    activations: int
+    activations_checkpointed: int
+    host_bytes: int
+
+    @property
+    def model_states(self) -> int:
+        return self.parameters + self.gradients + self.optimizer_states
+
+    def total(self, checkpointing: bool) -> int:
+        return self.model_states + (self.activations_checkpointed if checkpointing else self.activations)
+
+
+def model_shape(arch: str, vocab_size: int) -> ModelShape:
+    """Build the named architecture on the meta device (no memory) and read its sizes."""
+    import torch
+
+    import bigseq.models  # noqa: F401  (registers the families)
+    from bigseq import registry
+    model_name, make_config = registry.ARCH_REGISTRY.get(arch)  # unknown names: BigseqError with the list
+    cfg = make_config()
+    if not hasattr(cfg, "decoder_layers") or not hasattr(cfg, "vocab_size"):
+        raise BigseqError(f"--arch {arch} is not a decoder-only language model; estimate-memory covers "
+                          f"transformer_lm architectures")
+    cfg = dataclasses.replace(cfg, vocab_size=vocab_size)
+    with torch.device("meta"):
+        model = registry.MODEL_REGISTRY.build(model_name, cfg, SimpleNamespace(vocab_size=vocab_size, pad_idx=1))
+    largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
+    return ModelShape(num_params=sum(p.numel() for p in model.parameters()), largest_layer_params=largest,
+                      layers=cfg.decoder_layers, dim=cfg.decoder_embed_dim, ffn_dim=cfg.decoder_ffn_embed_dim,
+                      heads=cfg.decoder_attention_heads, kv_heads=cfg.decoder_kv_heads or cfg.decoder_attention_heads,
+                      vocab_size=vocab_size, gated_ffn=cfg.activation_fn in ("swiglu", "geglu"))
+
+
+def activation_bytes(shape: ModelShape, micro_batch: int, seq_len: int, bytes_per_value: int,
+                     checkpointing: bool) -> int:
+    """Activations kept for the backward pass of one micro-batch.
+
+    Per layer: norm inputs/outputs, q/k/v, attention output, residuals (6 x dim + 2 x kv dim)
+    and the FFN's hidden values (3 x ffn for a gated FFN: gate, up, their product; 2 otherwise).
+    Checkpointing every layer keeps only each layer's input, plus one layer recomputed at a time.
+    fp32 logits for the loss come on top either way.
+    """
+    tokens = micro_batch * seq_len
+    kv_dim = shape.dim // shape.heads * shape.kv_heads
+    per_layer = tokens * (6 * shape.dim + 2 * kv_dim + (3 if shape.gated_ffn else 2) * shape.ffn_dim) * bytes_per_value
+    logits = tokens * shape.vocab_size * 4
+    if checkpointing:
+        return shape.layers * tokens * shape.dim * bytes_per_value + per_layer + logits
+    return shape.layers * per_layer + logits
+
+
+def estimate(shape: ModelShape, *, zero_stage: int, world_size: int, micro_batch: int, seq_len: int,
+             precision: str = "bf16", offload_optimizer: bool = False) -> DeviceMemory:
+    if zero_stage not in (0, 1, 2, 3):
+        raise BigseqError(f"--zero-stage {zero_stage} does not exist; use 0, 1, 2 or 3")
+    if world_size < 1 or micro_batch < 1 or seq_len < 1:
+        raise BigseqError("--world-size, --micro-batch and --tokens-per-sample must be positive")
+    if precision not in ("bf16", "fp16", "fp32"):
+        raise BigseqError(f"--precision {precision} is not one of bf16, fp16, fp32")
+    psi, n, mixed = shape.num_params, world_size, precision != "fp32"
+    offload_optimizer = offload_optimizer and zero_stage > 0  # DeepSpeed offloads only under ZeRO
+
+    def per_device(bytes_per_param: int, partitioned: bool) -> int:
+        return bytes_per_param * psi // n if partitioned else bytes_per_param * psi
+
+    # mixed: 16-bit weights/grads + fp32 grads, master weights and moments; fp32: one copy of each, moments
+    weights = per_device(2 if mixed else 4, zero_stage == 3)
+    if zero_stage == 3:
+        weights += 4 * shape.largest_layer_params  # one layer gathered at a time, as DeepSpeed counts it
+    grads16 = 0 if not mixed or zero_stage == 3 or (offload_optimizer and zero_stage == 2) \
+        else per_device(2, zero_stage == 2)
+    grads32 = per_device(4, zero_stage >= (1 if mixed else 2))
+    optimizer = per_device(12 if mixed else 8, zero_stage >= 1)
+    if offload_optimizer:  # the fp32 gradient partition and Adam's state live in host memory
+        host, grads32, optimizer = grads32 + optimizer, 0, 0
+    else:
+        host = 0
+    value_b = 4 if precision == "fp32" else 2
+    return DeviceMemory(
+        zero_stage=zero_stage, parameters=weights, gradients=grads16 + grads32, optimizer_states=optimizer,
+        activations=activation_bytes(shape, micro_batch, seq_len, value_b, checkpointing=False),
+        activations_checkpointed=activation_bytes(shape, micro_batch, seq_len, value_b, checkpointing=True),
+        host_bytes=host)
