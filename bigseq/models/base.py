@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from bigseq.distributed import zero3
-
 
 class BaseModel(nn.Module):
     @classmethod
@@ -20,4 +18,5 @@ class BaseModel(nn.Module):
         raise NotImplementedError
 
     def num_params(self) -> int:
-        return sum(zero3.full_numel(p) for p in self.parameters())
+        # a ZeRO-3 sharded parameter (deepspeed.zero.Init) keeps its full size in ds_numel
+        return sum(getattr(p, "ds_numel", p.numel()) for p in self.parameters())

@@ -59,13 +59,28 @@ def init_params_by_name(module: nn.Module, seed: int, rules: Sequence[InitRule],
     Parameters on the meta device are skipped (nothing to fill). Tied
     parameters are visited once, under their first name.
     """
-    from bigseq.distributed import zero3
-
     for name, param in module.named_parameters():
         if param.is_meta:
             continue
-        value = init_value(prefix + name, zero3.full_shape(param), seed, rules)
-        if zero3.is_partitioned(param):  # built under ZeRO-3: fill only this rank's slice
-            zero3.fill_partition(param, value)
+        sharded = hasattr(param, "ds_tensor")  # built under ZeRO-3 (deepspeed.zero.Init)
+        value = init_value(prefix + name, tuple(param.ds_shape if sharded else param.shape), seed, rules)
+        if sharded:
+            _fill_shard(param, value)
         else:
             param.copy_(value.to(device=param.device, dtype=param.dtype))
+
+
+def _fill_shard(param: nn.Parameter, full_value: torch.Tensor) -> None:
+    """Write this rank's slice of a ZeRO-3 sharded parameter from its full value, with no communication.
+
+    DeepSpeed's layout: the flattened parameter (ds_numel elements) padded to world x
+    slice size, rank r holding [r * size, (r + 1) * size) in ds_tensor. Values come from
+    (seed, name) alone, so every rank's slice matches the unsharded model's.
+    """
+    shard = param.ds_tensor
+    size = shard.ds_numel
+    start = size * torch.distributed.get_rank(group=param.ds_process_group)
+    count = max(0, min(size, param.ds_numel - start))
+    if count:
+        flat = full_value.reshape(-1).narrow(0, start, count)
+        shard.narrow(0, 0, count).copy_(flat.to(device=shard.device, dtype=shard.dtype))
