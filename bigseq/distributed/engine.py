@@ -117,9 +117,6 @@ def initialize(cfg, model: torch.nn.Module, dp_size: int):
     """-> (engine, optimizer, lr_scheduler, ds_config). Non-finite updates can be skipped via the returned objects."""
     import deepspeed
 
-    from bigseq.distributed.launch_env import skip_shared_memory_allreduce
-
-    skip_shared_memory_allreduce()  # in case the caller set up torch.distributed itself
     ds_config = build_ds_config(cfg, dp_size)
     optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad], ds_config)
     scheduler = SkippableLRScheduler(build_lr_scheduler(cfg, optimizer), optimizer)

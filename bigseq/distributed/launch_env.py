@@ -8,6 +8,7 @@ gloo on CPU and nccl on GPUs.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import socket
@@ -130,20 +131,25 @@ def _rendezvous_watchdog(seconds: float):
         timer.cancel()
 
 
-def skip_shared_memory_allreduce() -> None:
-    """Keep DeepSpeed's CPU communicator from loading its shared-memory all-reduce op.
+def release_shared_memory_at_exit() -> None:
+    """Unlink this rank's DeepSpeed shared-memory all-reduce buffer when the process exits.
 
-    On the CPU accelerator DeepSpeed JIT-compiles that op (about a minute, again for
-    every new environment path) and each rank maps a 66 MiB /dev/shm buffer that is
-    never unlinked: every multi-process run leaks RAM until the machine thrashes. It
-    only serves `inference_all_reduce`, which training never calls; gloo does the rest.
+    On the CPU accelerator DeepSpeed's communicator maps a 66 MiB /dev/shm buffer per rank,
+    named deepspeed_allreduce_buffer_<uid>_<MASTER_ADDR>_<MASTER_PORT>_<rank>, and never
+    unlinks it: every multi-process run would leak RAM until the machine thrashes. (Not
+    loading the op at all was tried: ranks then sometimes abort in teardown at exit.)
     """
     if torch.cuda.is_available():
         return
-    import deepspeed.ops
-    from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder
+    env = os.environ
+    path = (f"/dev/shm/deepspeed_allreduce_buffer_{os.getuid()}_{env.get('MASTER_ADDR', '')}_"
+            f"{env.get('MASTER_PORT', '')}_{env['RANK']}")
 
-    deepspeed.ops.__compatible_ops__[ShareMemCommBuilder.NAME] = False
+    def unlink() -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+    atexit.register(unlink)
 
 
 def _init_on_torchrun_agent_store(backend: str) -> None:
@@ -169,7 +175,7 @@ def init_distributed() -> DistEnv:
 
     _fill_env()
     check_deepspeed_hostfile()
-    skip_shared_memory_allreduce()
+    release_shared_memory_at_exit()
     if not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         with _rendezvous_watchdog(init_timeout_s()):
