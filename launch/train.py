@@ -9,6 +9,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bigseq.cli.train import cli_main  # noqa: E402
+from bigseq.distributed.launch_env import run_entry_point  # noqa: E402
 
 if __name__ == "__main__":
-    raise SystemExit(cli_main())
+    run_entry_point(cli_main)

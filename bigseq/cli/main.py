@@ -37,6 +37,9 @@ def main(argv=None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     from bigseq.cli.errors import run_main
+    if name == "train":  # it joins a process group, and such a process must end without finalizing
+        from bigseq.distributed.launch_env import run_entry_point
+        run_entry_point(lambda: run_main(module.main, rest, prog=f"bigseq {name}"))
     return run_main(module.main, rest, prog=f"bigseq {name}")
 
 

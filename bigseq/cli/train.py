@@ -93,4 +93,5 @@ def cli_main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(cli_main())
+    from bigseq.distributed.launch_env import run_entry_point
+    run_entry_point(cli_main)

@@ -14,7 +14,10 @@ import os
 import socket
 import sys
 import threading
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 
@@ -22,6 +25,7 @@ from bigseq.distributed.hostfile import check_deepspeed_hostfile
 from bigseq.errors import BigseqError
 
 DEFAULT_INIT_TIMEOUT_S = 600
+_joined_process_group = False  # see exit_process
 
 
 @dataclass(frozen=True)
@@ -173,9 +177,11 @@ def _init_on_torchrun_agent_store(backend: str) -> None:
 def init_distributed() -> DistEnv:
     import deepspeed
 
+    global _joined_process_group
     _fill_env()
     check_deepspeed_hostfile()
     release_shared_memory_at_exit()
+    _joined_process_group = True
     if not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         with _rendezvous_watchdog(init_timeout_s()):
@@ -195,7 +201,44 @@ def device() -> torch.device:
 
 
 def shutdown() -> None:
-    """Leave the process group cleanly: exiting with gloo's threads alive aborts the process."""
+    """Leave the process group: every rank reaches here before any of them exits."""
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+
+
+def exit_process(code) -> NoReturn:
+    """End a process that may have joined a process group, skipping interpreter finalization.
+
+    Gloo's worker threads free finished collectives on their own, and destroy_process_group()
+    does not stop them. The last one freed can hold the only reference to a Python tensor
+    (DeepSpeed drops handles of asynchronous collectives): its destructor then waits for the
+    GIL, and if the interpreter is finalizing by then, Python ends the thread inside a
+    noexcept destructor and the whole process aborts with "terminate called without an
+    active exception" (pytorch/pytorch#190489). Exit handlers run and output is flushed
+    first, with those threads still able to finish; only the finalization they race is skipped.
+    """
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # SystemExit("message") convention: print it, exit 1
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()  # logging.shutdown, the /dev/shm unlink above, libraries' own handlers
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def run_entry_point(main: Callable[[], int | None]) -> NoReturn:
+    """`raise SystemExit(main())` for commands that train: same exit codes, no abort at exit."""
+    try:
+        code = main()
+    except SystemExit as e:
+        code = e.code
+    except BaseException:  # noqa: BLE001 - print it as Python would, then exit 1 the same safe way
+        traceback.print_exc()
+        code = 1
+    if _joined_process_group:
+        exit_process(code)
+    raise SystemExit(code)
