@@ -66,6 +66,8 @@ def build_ds_config(cfg, dp_size: int) -> dict:
     _fill(zero, "stage", dist.zero_stage)
     if dist.offload_optimizer == "cpu":
         zero.setdefault("offload_optimizer", {"device": "cpu"})
+    if zero["stage"] == 3:
+        _fill_zero3_buckets(zero, cfg.model)
     if ds["gradient_accumulation_steps"] != o.update_freq:
         raise BigseqError(f"--deepspeed-config sets gradient_accumulation_steps={ds['gradient_accumulation_steps']} "
                           f"but --update-freq is {o.update_freq}; make them equal or set it to \"auto\"")
@@ -80,6 +82,24 @@ def build_ds_config(cfg, dp_size: int) -> dict:
     if universal.loads_universal(cfg):
         ds.setdefault("checkpoint", {}).setdefault("load_universal", True)
     return ds
+
+
+def _fill_zero3_buckets(zero: dict, model_cfg) -> None:
+    """ZeRO-3 buffer sizes from the hidden size d, as transformers' DeepSpeed integration sets them.
+
+    DeepSpeed's defaults (5e8-element reduce bucket, 5e7 prefetch) are sized for billion-parameter
+    models: below that, the buckets alone outweigh a rank's shard. d^2 elements is one projection
+    matrix (at least 2^20, so tiny models do not pay for thousands of small collectives);
+    parameters under 10 d elements (norms, biases) stay unpartitioned, as gathering them costs
+    more than it saves. Templates that give numbers keep them.
+    """
+    d = getattr(model_cfg, "decoder_embed_dim", None)
+    if not d:
+        return
+    bucket = max(d * d, 2**20)
+    _fill(zero, "reduce_bucket_size", bucket)
+    _fill(zero, "stage3_prefetch_bucket_size", int(0.9 * bucket))
+    _fill(zero, "stage3_param_persistence_threshold", 10 * d)
 
 
 def effective_precision(ds_config: dict) -> str:
