@@ -43,7 +43,10 @@ class Trainer:
         self._nonfinite_in_a_row = 0
         self.num_params = sum(zero3.full_numel(p) for p in model.parameters())
         if all(p.device.type == "cpu" for p in model.parameters()):
-            cpu_allocator.keep_freed_memory()  # no page faults for each update's fresh buffers
+            if self.engine.zero_optimization_stage() == 3:
+                cpu_allocator.return_freed_memory()  # memory is the point of ZeRO-3: see cpu_allocator
+            else:
+                cpu_allocator.keep_freed_memory()  # no page faults for each update's fresh buffers
 
     @property
     def model(self):

@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from bigseq import registry
+from bigseq import cpu_allocator, registry
 from bigseq.distributed.skipping import SkippableLRScheduler, make_step_skippable
 from bigseq.errors import BigseqError
 
@@ -100,6 +100,13 @@ def _fill_zero3_buckets(zero: dict, model_cfg) -> None:
     _fill(zero, "reduce_bucket_size", bucket)
     _fill(zero, "stage3_prefetch_bucket_size", int(0.9 * bucket))
     _fill(zero, "stage3_param_persistence_threshold", 10 * d)
+    # Only where a template asks ("auto"; ds_configs/zero3_offload.json does): DeepSpeed's 1e9 keeps
+    # every gathered layer of a smaller model alive from forward to backward; two layers' worth
+    # (one computing, one prefetched) frees each after use, for more all-gathers.
+    layer = 4 * d * d + 3 * d * (getattr(model_cfg, "decoder_ffn_embed_dim", None) or 4 * d)
+    for key in ("stage3_max_live_parameters", "stage3_max_reuse_distance"):
+        if zero.get(key) == "auto":
+            zero[key] = 2 * layer
 
 
 def effective_precision(ds_config: dict) -> str:
@@ -162,6 +169,8 @@ def model_init_context(cfg, dp_size: int):
         return contextlib.nullcontext()
     from bigseq.distributed import zero3
 
+    if not torch.cuda.is_available():  # before the first layer is built and partitioned
+        cpu_allocator.return_freed_memory()
     return zero3.init_context(ds_config)
 
 

@@ -54,3 +54,10 @@ def test_every_shipped_template_is_filled_completely(template):
         return []
     assert autos(built) == []
     assert built["train_batch_size"] == 8
+
+
+def test_the_memory_lean_template_frees_gathered_layers_after_use():
+    zero = config("--deepspeed-config", os.path.join(ROOT, "ds_configs", "zero3_offload.json"))["zero_optimization"]
+    layer = 4 * 64 * 64 + 3 * 64 * 176  # llama_tiny: attention + SwiGLU weights of one layer
+    assert zero["stage3_max_live_parameters"] == zero["stage3_max_reuse_distance"] == 2 * layer
+    assert "stage3_max_live_parameters" not in config("--zero-stage", "3")["zero_optimization"]  # DeepSpeed's own
