@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -49,9 +50,26 @@ def preprocess(raw_dir: str, dest: str, vocab_size: int = 300) -> str:
     return dest
 
 
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a process started with start_new_session=True and everything it started (a launcher's
+    ranks would otherwise live on after a timeout, hung in a collective, eating the suite's CPU)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def run(cmd: list[str], *, check: bool = False, timeout: int = 600, env: dict | None = None):
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env)
+    with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+                          start_new_session=True) as popen:
+        try:
+            stdout, stderr = popen.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_tree(popen)
+            raise
+    proc = subprocess.CompletedProcess(cmd, popen.returncode, stdout, stderr)
     if check and proc.returncode != 0:
         raise AssertionError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n"
                              f"{proc.stderr[-5000:]}")

@@ -9,6 +9,8 @@ limit does). The same command, one process without ZeRO, is killed at the cap: t
 import json
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -37,7 +39,6 @@ def memory_cgroups():
 
 
 def command(data, *flags):
-    import sys
     return [sys.executable, TRAIN_PY, data, *MODEL, "--tokens-per-sample", "32", "--batch-size", "8",
             "--lr", "0.001", "--max-update", str(UPDATES), "--no-save", "--disable-validation",
             "--log-format", "json", "--log-interval", "1", *flags]
@@ -49,7 +50,18 @@ def losses(output: str) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_data, tmp_path_factory):
+def ops_built():
+    """DeepSpeed's JIT ops (CPU Adam, shared-memory all-reduce) compiled outside the cap, as a cluster
+    image ships them prebuilt: a first build would run g++ inside a rank's cgroup, which is not sized
+    for a compiler."""
+    build = ("from deepspeed.accelerator import get_accelerator\n"
+             "for op in ('CPUAdamBuilder', 'ShareMemCommBuilder'):\n"
+             "    get_accelerator().create_op_builder(op).load()")
+    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_data, tmp_path_factory, ops_built):
     """The same global batch in one process without a cap: the losses to match."""
     (result,) = run_capped_ranks(command(tiny_data, "--zero-stage", "0"), 1, None,
                                  str(tmp_path_factory.mktemp("uncapped")))
@@ -59,13 +71,13 @@ def reference(tiny_data, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_one_process_is_killed_at_the_cap(tiny_data, tmp_path, reference):
+def test_one_process_is_killed_at_the_cap(tiny_data, tmp_path, reference, ops_built):
     (result,) = run_capped_ranks(command(tiny_data, "--zero-stage", "0"), 1, CAP_BYTES, str(tmp_path))
     assert result["returncode"] == -9 and result["oom_kills"] >= 1, result["output"][-3000:]
 
 
 @pytest.mark.slow
-def test_zero3_with_cpu_offload_trains_under_the_cap_on_several_ranks(tiny_data, tmp_path, reference):
+def test_zero3_with_cpu_offload_trains_under_the_cap_on_several_ranks(tiny_data, tmp_path, reference, ops_built):
     template = os.path.join(ROOT, "ds_configs", "zero3_offload.json")  # the memory-lean template, as a user would
     results = run_capped_ranks(command(tiny_data, "--deepspeed-config", template), RANKS, CAP_BYTES,
                                str(tmp_path))

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from .runner import BIN, ROOT, TINY, TRAIN_PY, free_port, train, train_losses
+from .runner import BIN, ROOT, TINY, TRAIN_PY, free_port, kill_tree, train, train_losses
 
 UPDATES = 6
 FLAGS = ["--max-update", str(UPDATES), "--no-save", "--disable-validation"]
@@ -31,14 +31,14 @@ def one_node_two_ranks(tiny_data, tmp_path_factory):
 def _run_nodes(cmds: list[list[str]], timeout: int = 300, node_envs: list[dict] | None = None) -> None:
     """Start every node's launcher at once (they rendezvous with each other) and wait for all."""
     envs = [{**os.environ, "PYTHONUNBUFFERED": "1", **extra} for extra in (node_envs or [{}] * len(cmds))]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for cmd, env in zip(cmds, envs)]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True) for cmd, env in zip(cmds, envs)]
     try:
         outputs = [p.communicate(timeout=timeout)[0] for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
-                p.kill()
+                kill_tree(p)
     for node, (p, out) in enumerate(zip(procs, outputs)):
         # the launcher's own log drowns the rank's traceback: show the lines that explain the failure
         why = "\n".join(line for line in out.splitlines() if "Error" in line or "error:" in line)

@@ -259,3 +259,27 @@ def test_srun_per_gpu_forwards_usr1_from_the_batch_shell(slurm, tiny_data, tmp_p
     assert restarts == 1, out[-4000:]
     assert "stopped early (SIGUSR1)" in out and "resumed from" in out
     assert losses == uninterrupted[1]
+
+
+def test_time_limit_warning_from_slurm_itself_checkpoints_and_requeues(slurm, tiny_data, tmp_path):
+    """Nobody sends the signal here: the script's --signal=USR1@S timer fires S seconds before the
+    job's time limit (SLURM checks about every 30 s, so it may come that much earlier)."""
+    save_dir, log = str(tmp_path / "ck"), str(tmp_path / "train.jsonl")
+    endless = [*TINY, "--max-update", "10000000", "--log-interval", "200", "--disable-validation"]
+    job = slurm.sbatch("launch/slurm/srun_per_gpu.sbatch", ["--ntasks-per-node=2", "--time=1", "--signal=USR1@40"],
+                       [tiny_data, *endless, "--save-dir", save_dir, "--log-file", log], str(tmp_path))
+    started = time.monotonic()
+    out_path = os.path.join(str(tmp_path), f"bigseq-{job}.out")
+    try:
+        while not (os.path.exists(out_path) and "requeueing" in _job_output(str(tmp_path), job)):
+            state = slurm.job_state(job)
+            assert state[0] in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED"), f"job {job} {state}"
+            assert time.monotonic() - started < 120, f"no time-limit signal: {state}\n{slurm.logs()}"
+            time.sleep(0.5)
+        out = _job_output(str(tmp_path), job)
+    finally:
+        slurm.cmd(["scancel", job])
+    assert "stopped early (SIGUSR1)" in out, out[-3000:]
+    stopped_at = int(open(os.path.join(save_dir, "latest")).read().strip().split("_")[-1])
+    assert stopped_at > 0 and os.path.exists(os.path.join(save_dir, f"checkpoint_{stopped_at}", "bigseq_meta.json"))
+    assert "TIMEOUT" not in slurm.job_state(job)[0]
