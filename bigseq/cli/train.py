@@ -9,7 +9,7 @@ import random
 import numpy as np
 import torch
 
-from bigseq import options, tasks
+from bigseq import cpu_allocator, options, tasks
 from bigseq.checkpoint import files as ckpt_files
 from bigseq.checkpoint import manager as ckpt
 from bigseq.distributed import engine as ds_engine
@@ -30,6 +30,7 @@ def seed_everything(seed: int, rank: int) -> None:
 
 def main(argv=None):
     cfg = options.parse_train_config(argv)
+    cpu_allocator.requested_policy("keep")  # a bad BIGSEQ_CPU_ALLOCATOR is one line before any work starts
     if not cfg.checkpoint.no_save:
         ckpt_files.check_writable(cfg.checkpoint.save_dir)
     # data problems surface before any process group exists, as one clear line

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 import uuid
+
+from .runner import free_port
 
 _ROOT = "/sys/fs/cgroup"
 
@@ -38,12 +41,10 @@ def unavailable_reason() -> str | None:
     own = _own_cgroup_dir()
     if own is None:
         return "no memory cgroup controller in /proc/self/cgroup"
-    probe = MemoryCgroup.__new__(MemoryCgroup)
     try:
-        probe._make(*own, limit_bytes=None)
+        MemoryCgroup().remove()
     except OSError as e:
-        return f"cannot create a memory cgroup under {own[0]} ({e.strerror}); run as root"
-    probe.remove()
+        return f"cannot create a memory cgroup under {own[0]} ({e.strerror or e}); run as root"
     return None
 
 
@@ -52,15 +53,12 @@ class MemoryCgroup:
         own = _own_cgroup_dir()
         if own is None:
             raise OSError("no memory cgroup controller")
-        self._make(*own, limit_bytes=limit_bytes)
-
-    def _make(self, parent: str, version: int, limit_bytes: int | None) -> None:
-        self.version = version
+        parent, self.version = own
         self.path = os.path.join(parent, f"bigseq-test-{uuid.uuid4().hex[:8]}")
         os.mkdir(self.path)
         if limit_bytes is not None:
-            self._write("memory.limit_in_bytes" if version == 1 else "memory.max", str(limit_bytes))
-            if version == 2:  # no swapping around the cap where the machine has swap
+            self._write("memory.limit_in_bytes" if self.version == 1 else "memory.max", str(limit_bytes))
+            if self.version == 2:  # no swapping around the cap where the machine has swap
                 self._write("memory.swap.max", "0", missing_ok=True)
 
     def _write(self, name: str, value: str, missing_ok: bool = False) -> None:
@@ -121,10 +119,6 @@ def run_capped_ranks(cmd: list[str], nproc: int, limit_bytes: int | None, log_di
     """Start `cmd` as ranks 0..nproc-1 of one job (the environment torchrun or srun would set),
     each in its own memory cgroup capped at `limit_bytes`. When one rank fails the others are
     stopped, as a launcher would. Returns per rank: returncode, peak_bytes, oom_kills, output."""
-    import subprocess
-
-    from .runner import free_port
-
     port = free_port()
     ranks = []
     try:
