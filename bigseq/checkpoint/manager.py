@@ -17,7 +17,7 @@ import shutil
 import torch.distributed as dist
 from deepspeed.checkpoint.constants import PIPELINE_REPLICATED_PARAMETER_PATTERNS, UNIVERSAL_CHECKPOINT_INFO
 
-from bigseq.checkpoint import files, pipeline, universal
+from bigseq.checkpoint import files, pipeline, universal, universal_stages
 from bigseq.checkpoint.rng import gather_rng_states, reseed, set_rng_state
 from bigseq.errors import BigseqError
 from bigseq.options import train_config_to_dict
@@ -91,11 +91,42 @@ def check_compatible(meta: dict, trainer, where: str, *, weights_only: bool = Fa
     if weights_only:
         return
     pipeline.check_pipeline_size(meta, trainer, where)
+    check_zero_stage(meta, trainer.engine.zero_optimization_stage(), where)
     if meta["world_size"] != trainer.env.world_size and meta["zero_stage"] > 0 and not meta.get("universal"):
         raise BigseqError(f"checkpoint {where} was saved by {meta['world_size']} ranks with ZeRO stage "
                           f"{meta['zero_stage']}, this run has {trainer.env.world_size}; resume with "
                           f"{meta['world_size']} ranks, or run `bigseq convert universal {where}` and resume "
                           f"(the universal checkpoint is picked up automatically)")
+
+
+def _stage_family(stage: int) -> str:
+    """ZeRO stages whose checkpoints DeepSpeed loads into each other: 1 and 2 share a layout."""
+    return {0: "0", 3: "3"}.get(stage, "1 or 2")
+
+
+def check_zero_stage(meta: dict, stage: int, where: str) -> None:
+    """Refuse a checkpoint that this run's ZeRO stage cannot load, naming what can."""
+    saved = meta["zero_stage"]
+    if meta.get("universal"):
+        if stage == 0:
+            raise BigseqError(f"universal checkpoint {where} loads into ZeRO stages 1-3, this run uses stage 0; "
+                              f"resume with --zero-stage 1, 2 or 3")
+        if _stage_family(stage) != _stage_family(saved) and not meta.get(universal_stages.NEUTRAL_KEY):
+            source = os.path.join(os.path.dirname(where), meta.get("source_tag", "SOURCE_TAG"))
+            raise BigseqError(f"universal checkpoint {where} was converted by an older bigseq and loads only into "
+                              f"ZeRO stage {_stage_family(saved)}; resume with --zero-stage {_stage_family(saved)}, "
+                              f"or convert again: rm -r {where} && bigseq convert universal {source}")
+        return
+    if _stage_family(stage) == _stage_family(saved):
+        return
+    if saved == 0:
+        raise BigseqError(f"checkpoint {where} was saved with ZeRO stage 0, this run uses stage {stage}; resume "
+                          f"with --zero-stage 0, or start from its weights with --finetune-from-model {where} "
+                          f"(the optimizer starts fresh)")
+    convert = (f", or run `bigseq convert universal {where}` and resume (a universal checkpoint loads into any "
+               f"ZeRO stage 1-3)") if stage > 0 else ""
+    raise BigseqError(f"checkpoint {where} was saved with ZeRO stage {saved}, this run uses stage {stage}; resume "
+                      f"with --zero-stage {_stage_family(saved)}{convert}")
 
 
 def load(trainer, save_dir: str) -> dict | None:
@@ -111,12 +142,6 @@ def load(trainer, save_dir: str) -> dict | None:
     where = os.path.join(save_dir, tag)
     meta = files.read_meta(where)
     check_compatible(meta, trainer, where)
-    stage = trainer.engine.zero_optimization_stage()
-    if is_universal and (stage == 3) != (meta["zero_stage"] == 3):
-        # DeepSpeed's stage-3 loader reads another optimizer-state layout than stages 1-2 write, and vice versa
-        raise BigseqError(f"universal checkpoint {where} was saved with ZeRO stage {meta['zero_stage']}; "
-                          f"DeepSpeed cannot load it with ZeRO stage {stage}: resume with --zero-stage "
-                          f"{'3' if meta['zero_stage'] == 3 else '1 or 2'}")
     names_in_plain = is_universal and pipeline.run_pipeline_size(trainer) > 1 and (
         meta.get(pipeline.PLAIN_NAMES_KEY) or pipeline.pipeline_size(meta) == 1)
     with pipeline.plain_param_names(trainer) if names_in_plain else contextlib.nullcontext():

@@ -1,4 +1,4 @@
-"""Universal checkpoints: resume a ZeRO run on another world size, ZeRO stage (1 <-> 2; 3 only as 3)
+"""Universal checkpoints: resume a ZeRO run on another world size, ZeRO stage (any of 1-3)
 or pipeline-parallel size (pipeline runs use ZeRO-1; parameters are stored under the plain model's names).
 
 `convert_to_universal` wraps DeepSpeed's ``ds_to_universal`` (parameters and
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 
-from bigseq.checkpoint import files, pipeline
+from bigseq.checkpoint import files, pipeline, universal_stages
 from bigseq.errors import BigseqError
 
 SUFFIX = "_universal"
@@ -60,8 +60,10 @@ def convert_to_universal(path: str, *, workers: int = 1) -> tuple[str, str]:
                               f"check that the checkpoint is complete (bigseq saves carry the universal info)")
         if pipeline.pipeline_size(meta) > 1:
             pipeline.rename_to_plain(out, meta, os.path.join(save_dir, tag))
+        universal_stages.make_stage_neutral(out, meta["zero_stage"])
         files.write_json(os.path.join(out, files.META_FILE), {**meta, "tag": out_tag, "universal": True,
-                                                               "source_tag": tag, pipeline.PLAIN_NAMES_KEY: True})
+                                                               "source_tag": tag, pipeline.PLAIN_NAMES_KEY: True,
+                                                               universal_stages.NEUTRAL_KEY: True})
         if os.path.exists(final):
             shutil.rmtree(final)
         os.replace(out, final)

@@ -1,4 +1,4 @@
-"""Universal checkpoints: train on 2 ranks with ZeRO-2, convert, resume on another world size.
+"""Universal checkpoints: train on 2 ranks with ZeRO-2 (or 3), convert, resume on another world size or stage.
 
 The global batch order does not depend on the world size, so the resumed run must
 follow the uninterrupted 2-rank run (fp32, no dropout) to reduction-order noise.
@@ -9,6 +9,7 @@ import os
 import shutil
 
 import pytest
+import torch
 
 from .runner import BIN, run, train
 
@@ -65,7 +66,7 @@ def test_convert_writes_a_complete_bigseq_checkpoint(converted):
     assert not [n for n in os.listdir(converted) if n.startswith(".convert-")]  # the staging folder is gone
 
 
-@pytest.mark.parametrize("nproc,stage,flag", [(1, 2, False), (4, 2, False), (2, 1, True)])
+@pytest.mark.parametrize("nproc,stage,flag", [(1, 2, False), (4, 2, False), (2, 1, True), (4, 3, False)])
 def test_resume_on_other_world_size_follows_two_rank_run(tiny_data, two_rank_runs, converted, tmp_path,
                                                          nproc, stage, flag):
     straight, _ = two_rank_runs
@@ -87,10 +88,69 @@ def test_resume_on_other_world_size_follows_two_rank_run(tiny_data, two_rank_run
         assert f.read().strip() == "checkpoint_12"
 
 
-def test_zero2_universal_into_zero3_is_refused_clearly(tiny_data, converted, tmp_path):
+def _last_error_line(proc) -> str:
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_plain_checkpoint_into_another_zero_stage_is_refused(tiny_data, two_rank_runs):
+    _, save = two_rank_runs  # a plain ZeRO-2 checkpoint: DeepSpeed's stage-3 loader reads other files
+    proc = train(tiny_data, [*SCHEDULE, "--zero-stage", "3", "--max-update", "12", "--save-dir", save], check=False)
+    err = _last_error_line(proc)
+    assert "saved with ZeRO stage 2, this run uses stage 3" in err and "bigseq convert universal" in err, err
+
+
+def test_universal_into_zero_stage_0_is_refused(tiny_data, converted, tmp_path):
     save = str(tmp_path / "save")
     shutil.copytree(converted, save)
+    proc = train(tiny_data, [*SCHEDULE, "--zero-stage", "0", "--max-update", "12", "--save-dir", save], check=False)
+    assert "--zero-stage 1, 2 or 3" in _last_error_line(proc)
+
+
+def test_universal_from_an_older_converter_names_the_reconversion(tiny_data, converted, tmp_path):
+    save = str(tmp_path / "save")
+    shutil.copytree(converted, save)
+    meta_file = os.path.join(save, "checkpoint_6_universal", "bigseq_meta.json")
+    with open(meta_file) as f:
+        meta = json.load(f)
+    del meta["loads_into_any_zero_stage"]  # as written before the layout for every stage
+    with open(meta_file, "w") as f:
+        json.dump(meta, f)
     proc = train(tiny_data, [*SCHEDULE, "--zero-stage", "3", "--max-update", "12", "--save-dir", save], check=False)
-    assert proc.returncode != 0
-    err = proc.stderr.strip().splitlines()[-1]
-    assert "saved with ZeRO stage 2" in err and "--zero-stage 1 or 2" in err, err
+    err = _last_error_line(proc)
+    assert "--zero-stage 1 or 2" in err and f"bigseq convert universal {os.path.join(save, 'checkpoint_6')}" in err
+
+
+@pytest.fixture(scope="module")
+def converted_zero3(tiny_data, tmp_path_factory):
+    """A 2-rank ZeRO-3 save dir stopped at update 6, converted to universal."""
+    save = str(tmp_path_factory.mktemp("universal_zero3") / "save")
+    train(tiny_data, [*SCHEDULE, "--zero-stage", "3", "--max-update", "6", "--save-dir", save], nproc=2,
+          launcher="deepspeed")
+    run([os.path.join(BIN, "bigseq"), "convert", "universal", save], check=True)
+    return save
+
+
+def test_zero3_universal_holds_the_consolidated_weights(converted_zero3):
+    from bigseq.checkpoint import files, inference
+    meta = files.read_meta(os.path.join(converted_zero3, "checkpoint_6"))
+    weights = inference.consolidated_state_dict(converted_zero3, "checkpoint_6", meta)
+    universal = inference.universal_state_dict(os.path.join(converted_zero3, "checkpoint_6_universal"))
+    assert sorted(universal) == sorted(weights)
+    for name, tensor in weights.items():  # in the model's shapes, as stage 1-2 and inference read them
+        assert torch.equal(universal[name], tensor), name
+
+
+def test_zero3_universal_resumes_with_zero2_on_one_rank(tiny_data, two_rank_runs, converted_zero3, tmp_path):
+    straight, _ = two_rank_runs
+    save = str(tmp_path / "save")
+    shutil.copytree(converted_zero3, save)
+    log = str(tmp_path / "resumed.jsonl")
+    proc = train(tiny_data, [*SCHEDULE, "--zero-stage", "2", "--max-update", "12", "--save-dir", save], log_file=log)
+    assert "resumed from" in proc.stdout and "at update 6" in proc.stdout
+    resumed = _records(log)
+    assert sorted(resumed) == list(range(7, 13))
+    for n in range(7, 13):  # the ZeRO-3 half ran the same global batches: the 2-rank ZeRO-2 run's numbers
+        assert resumed[n]["lr"] == pytest.approx(straight[n]["lr"], rel=1e-9), f"lr at update {n}"
+        assert abs(resumed[n]["loss"] - straight[n]["loss"]) <= 1e-4, \
+            f"update {n}: {resumed[n]['loss']} vs {straight[n]['loss']}"
