@@ -110,3 +110,15 @@ def test_nonfinite_losses_are_skipped_then_stop(tiny_data, tmp_path):
 def test_unknown_command_and_bad_checkpoint_path(tmp_path):
     assert_one_clear_line(bigseq("trian"), "did you mean 'train'")
     assert_one_clear_line(bigseq("validate", str(tmp_path / "none")), "not found")
+
+
+def test_build_lock_left_by_a_killed_build(tiny_data, tmp_path):
+    """Without the check every run waits on this file forever, printing nothing."""
+    lock = tmp_path / "extensions" / "deepspeed_shm_comm" / "lock"
+    lock.parent.mkdir(parents=True)
+    lock.touch()
+    hour_ago = os.path.getmtime(lock) - 3600
+    os.utime(lock, (hour_ago, hour_ago))
+    proc = train(tiny_data, ["--no-save", "--max-update", "1"], check=False, timeout=120,
+                 env={"TORCH_EXTENSIONS_DIR": str(lock.parent.parent)})
+    assert_one_clear_line(proc, f"rm {lock}", "killed mid-way")
