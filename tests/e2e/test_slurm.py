@@ -3,6 +3,7 @@
 Skipped where SLURM is not installed, unless BIGSEQ_REQUIRE_SLURM=1 (CI), where that fails.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -188,23 +189,27 @@ def _a_rank_pid(save_dir: str) -> int:
     raise AssertionError(f"no training process for {save_dir}")
 
 
-def _frozen_until_signalled(pid: int, send) -> None:
-    """A tiny update takes milliseconds: hold one rank (so all) until `send()`'s SIGUSR1 reached it."""
+def _frozen_until_signalled(pid: int, send, sig: int = signal.SIGUSR1) -> None:
+    """A tiny update takes milliseconds: hold one rank (so all) until `send()`'s `sig` reached it."""
     os.kill(pid, signal.SIGSTOP)
     try:
         send()
         deadline = time.monotonic() + 60
-        while not _usr1_pending(pid):
-            assert time.monotonic() < deadline, "SIGUSR1 never reached the training process"
+        while os.path.exists(f"/proc/{pid}") and not _pending(pid, sig):  # scancel sends SIGCONT first itself
+            assert time.monotonic() < deadline, f"{signal.Signals(sig).name} never reached the training process"
             time.sleep(0.05)
     finally:
-        os.kill(pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):  # already through and gone
+            os.kill(pid, signal.SIGCONT)
 
 
-def _usr1_pending(pid: int) -> bool:
-    with open(f"/proc/{pid}/status") as f:
-        masks = [int(line.split()[1], 16) for line in f if line.startswith(("SigPnd:", "ShdPnd:"))]
-    return any(m & (1 << (signal.SIGUSR1 - 1)) for m in masks)
+def _pending(pid: int, sig: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            masks = [int(line.split()[1], 16) for line in f if line.startswith(("SigPnd:", "ShdPnd:"))]
+    except FileNotFoundError:
+        return False
+    return any(m & (1 << (sig - 1)) for m in masks)
 
 
 def _run_job(slurm, tmp_path, tiny_data, script, sbatch_args, env=None, interrupt_after=None, batch_only=False):
@@ -283,3 +288,38 @@ def test_time_limit_warning_from_slurm_itself_checkpoints_and_requeues(slurm, ti
     stopped_at = int(open(os.path.join(save_dir, "latest")).read().strip().split("_")[-1])
     assert stopped_at > 0 and os.path.exists(os.path.join(save_dir, f"checkpoint_{stopped_at}", "bigseq_meta.json"))
     assert "TIMEOUT" not in slurm.job_state(job)[0]
+
+
+def _training_processes(save_dir: str) -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if save_dir in (p.info["cmdline"] or [])]
+
+
+def test_scancel_sigterm_checkpoints_and_a_resubmitted_job_matches_uninterrupted(slurm, tiny_data, tmp_path,
+                                                                                uninterrupted):
+    """What a preemption or the hard time limit does: SIGTERM to every process of the job, SIGKILL KillWait
+    (30 s) later. The ranks finish the update and save in time; the same sbatch line submitted again resumes."""
+    save_dir, log = str(tmp_path / "ck"), str(tmp_path / "train.jsonl")
+    submit = ["launch/slurm/srun_per_gpu.sbatch", ["--ntasks-per-node=2"],
+              [tiny_data, *FLAGS, "--save-dir", save_dir, "--log-file", log], str(tmp_path)]
+    job = slurm.sbatch(*submit)
+    deadline = time.monotonic() + 240
+    while not (os.path.exists(log) and len(train_losses(log)) >= 5):
+        assert time.monotonic() < deadline, f"no update 5: {slurm.job_state(job)}"
+        time.sleep(0.1)
+    _frozen_until_signalled(_a_rank_pid(save_dir), lambda: slurm.cmd(["scancel", job], check=True), signal.SIGTERM)
+    assert slurm.wait_done(job)[0] == "CANCELLED"
+    deadline = time.monotonic() + 60  # the ranks outlive the batch shell until they have saved
+    while _training_processes(save_dir):
+        assert time.monotonic() < deadline, "training ranks still running a minute after scancel"
+        time.sleep(0.2)
+    out = _job_output(str(tmp_path), job)
+    assert "stopped early (SIGTERM)" in out, out[-3000:]
+    stopped_at = int(open(os.path.join(save_dir, "latest")).read().strip().split("_")[-1])
+    assert 5 <= stopped_at < 20 and os.path.exists(os.path.join(save_dir, f"checkpoint_{stopped_at}",
+                                                                "bigseq_meta.json"))
+    again = slurm.sbatch(*submit)
+    state, code, _ = slurm.wait_done(again)
+    out = _job_output(str(tmp_path), again)
+    assert (state, code) == ("COMPLETED", 0), f"{state} exit {code}:\n{out[-4000:]}"
+    assert f"at update {stopped_at}" in out
+    assert train_losses(log) == uninterrupted[1]
