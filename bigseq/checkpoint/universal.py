@@ -12,6 +12,7 @@ conversion of the tag ``latest`` names (converted after the last save).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,29 @@ def _read_pointer(save_dir: str, name: str) -> str | None:
         return None
     with open(path) as f:
         return f.read().strip() or None
+
+
+_PROGRESS = re.compile(rb"^(\*\*\* |\s*\d+%\|)")  # ds_to_universal's step headers and tqdm bars
+
+
+def _run_showing_progress(cmd: list[str]) -> tuple[int, str]:
+    """Run cmd, passing its step headers and progress bars on to stderr as they come (a large model takes
+    minutes) but not its warnings or traceback. Returns (exit code, the output's last 64 KiB)."""
+    tail, pending, last_shown = b"", b"", b"\n"
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        while chunk := proc.stdout.read1(65536):
+            tail = (tail + chunk)[-65536:]
+            pending += chunk
+            # tqdm redraws a bar with "\r", so a piece of output ends at either
+            *pieces, pending = re.split(rb"(?<=[\r\n])", pending)
+            shown = b"".join(piece for piece in pieces if _PROGRESS.match(piece))
+            if shown:
+                sys.stderr.buffer.write(shown)
+                sys.stderr.flush()
+                last_shown = shown
+    if not last_shown.endswith(b"\n"):  # a bar cut short: what follows starts on a line of its own
+        sys.stderr.write("\n")
+    return proc.returncode, tail.decode(errors="replace")
 
 
 def convert_to_universal(path: str, *, workers: int = 1) -> tuple[str, str]:
@@ -53,9 +77,9 @@ def convert_to_universal(path: str, *, workers: int = 1) -> tuple[str, str]:
         cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder",
                os.path.join(save_dir, tag), "--output_folder", out, "--num_extract_workers", str(workers),
                "--num_merge_workers", str(workers)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
+        returncode, output = _run_showing_progress(cmd)
+        if returncode != 0:
+            last = (output.strip().splitlines() or ["no output"])[-1]
             raise BigseqError(f"ds_to_universal failed on {os.path.join(save_dir, tag)} ({last}); "
                               f"check that the checkpoint is complete (bigseq saves carry the universal info)")
         if pipeline.pipeline_size(meta) > 1:

@@ -56,6 +56,19 @@ def converted(two_rank_runs, tmp_path_factory):
     return copy
 
 
+def test_convert_of_a_damaged_checkpoint_fails_in_one_line_and_writes_nothing(two_rank_runs, tmp_path):
+    _, save = two_rank_runs
+    damaged = str(tmp_path / "save")
+    shutil.copytree(save, damaged)
+    os.remove(os.path.join(damaged, "checkpoint_6", "zero_pp_rank_1_mp_rank_00_optim_states.pt"))
+    proc = run([os.path.join(BIN, "bigseq"), "convert", "universal", damaged])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "*** 1. Extracting ZeRO fragments" in proc.stderr  # DeepSpeed's progress is passed on
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "ds_to_universal failed on" in last and "check that the checkpoint is complete" in last, last
+    assert sorted(os.listdir(damaged)) == sorted(os.listdir(save))  # no staging folder, no latest_universal
+
+
 def test_convert_writes_a_complete_bigseq_checkpoint(converted):
     tag = "checkpoint_6_universal"
     with open(os.path.join(converted, tag, "bigseq_meta.json")) as f:
