@@ -48,10 +48,12 @@ def main(argv=None):
         trainer = PipelineTrainer(cfg, task, criterion, env)
     else:
         with ds_engine.model_init_context(cfg, env.world_size):
-            model = task.build_model(cfg.names["model"], cfg.model)
-        model.reset_parameters(cfg.common.seed)
+            model = task.build_model(cfg.names["model"], cfg.model, seed=cfg.common.seed)
         criterion = task.build_criterion(cfg.names["criterion"], cfg.criterion)
         trainer = Trainer(cfg, task, model, criterion, env)
+    # training's random stream (dropout) starts from the seed, whatever building the model consumed: a
+    # zero.Init build runs PyTorch's default init, the others skip it
+    seed_everything(cfg.common.seed, env.rank)
     if env.is_main:
         print(f"bigseq | model {cfg.names['arch']}: {trainer.num_params:,} parameters | "
               f"world size {env.world_size} | ZeRO {trainer.engine.zero_optimization_stage()} | "

@@ -23,7 +23,7 @@ from torch.utils.checkpoint import checkpoint as torch_checkpoint
 from bigseq import registry
 from bigseq.errors import BigseqError
 from bigseq.models.pipeline_layers import PipelineLayer
-from bigseq.modules.init import init_params_by_name
+from bigseq.modules.init import construct_without_default_init, init_params_by_name
 
 
 class _InitByName:
@@ -33,7 +33,7 @@ class _InitByName:
         self.layer, self.seed = layer, seed
 
     def build(self, log: bool = False) -> nn.Module:
-        module = self.layer.build()
+        module = construct_without_default_init(self.layer.build)  # filled by name just below
         init_params_by_name(module, self.seed, self.layer.init_rules, prefix=self.layer.prefix)
         return module
 

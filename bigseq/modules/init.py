@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import sys
 from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
+
+# deepspeed.zero.Init replaces torch.empty/zeros/ones while it builds a model, with versions that put new
+# tensors on the accelerator in the training dtype; init values are drawn on the CPU in fp32 whatever the
+# context (a CPU generator cannot fill a CUDA tensor), so they use the functions as they were at import
+_empty, _zeros, _ones = torch.empty, torch.zeros, torch.ones
 
 # (shape, generator) -> fp32 CPU tensor of that shape
 Initializer = Callable[[tuple[int, ...], torch.Generator], torch.Tensor]
@@ -24,16 +30,16 @@ InitRule = tuple[str, Initializer]
 
 def normal(std: float) -> Initializer:
     def init(shape, gen):
-        return torch.empty(shape, dtype=torch.float32).normal_(0.0, std, generator=gen)
+        return _empty(shape, dtype=torch.float32, device="cpu").normal_(0.0, std, generator=gen)
     return init
 
 
 def zeros() -> Initializer:
-    return lambda shape, gen: torch.zeros(shape, dtype=torch.float32)
+    return lambda shape, gen: _zeros(shape, dtype=torch.float32, device="cpu")
 
 
 def ones() -> Initializer:
-    return lambda shape, gen: torch.ones(shape, dtype=torch.float32)
+    return lambda shape, gen: _ones(shape, dtype=torch.float32, device="cpu")
 
 
 def stable_seed(seed: int, name: str) -> int:
@@ -68,6 +74,31 @@ def init_params_by_name(module: nn.Module, seed: int, rules: Sequence[InitRule],
             _fill_shard(param, value)
         else:
             param.copy_(value.to(device=param.device, dtype=param.dtype))
+
+
+def _zero_init_active() -> bool:
+    """Whether deepspeed.zero.Init is building modules now (it must see real tensors to shard them)."""
+    partition = sys.modules.get("deepspeed.runtime.zero.partition_parameters")  # not imported: not active
+    return partition is not None and getattr(partition, "zero_init_context", 0) > 0
+
+
+def construct_without_default_init(factory: Callable[[], nn.Module]) -> nn.Module:
+    """``factory()`` without PyTorch's per-module default init, for models that fill every parameter
+    afterwards (``init_params_by_name``): the modules are built on the meta device and then given
+    uninitialized memory on the default device. That default init is wasted work, and the slowest
+    part of building a large model on CPU (benchmarks/results/model_build.md).
+
+    As ``factory()`` under ``deepspeed.zero.Init``, when already building on the meta device, and
+    for modules with buffers (a buffer's value would be lost).
+    """
+    device = torch.get_default_device()
+    if device.type == "meta" or _zero_init_active():
+        return factory()
+    with torch.device("meta"):
+        module = factory()
+    if any(True for _ in module.buffers()):
+        return factory()
+    return module.to_empty(device=device)
 
 
 def _fill_shard(param: nn.Parameter, full_value: torch.Tensor) -> None:

@@ -6,6 +6,8 @@ logging_output)``; the Trainer handles everything distributed around them.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from bigseq import registry
@@ -33,8 +35,18 @@ class Task:
         raise NotImplementedError
 
     # components -------------------------------------------------------------
-    def build_model(self, model_name: str, model_cfg):
-        return registry.MODEL_REGISTRY.build(model_name, model_cfg, self)
+    def build_model(self, model_name: str, model_cfg, seed: int | None = None):
+        """The model; with `seed`, its weights from that seed: passed to a ``build`` that takes one (built
+        once), else through ``reset_parameters(seed)`` after building, for models that have it."""
+        if seed is None:
+            return registry.MODEL_REGISTRY.build(model_name, model_cfg, self)
+        builder = getattr(registry.MODEL_REGISTRY.get(model_name).cls, "build", None)
+        if builder is not None and "seed" in inspect.signature(builder).parameters:
+            return registry.MODEL_REGISTRY.build(model_name, model_cfg, self, seed=seed)
+        model = registry.MODEL_REGISTRY.build(model_name, model_cfg, self)
+        if hasattr(model, "reset_parameters"):
+            model.reset_parameters(seed)
+        return model
 
     def build_criterion(self, criterion_name: str, criterion_cfg):
         return registry.CRITERION_REGISTRY.build(criterion_name, criterion_cfg, self)

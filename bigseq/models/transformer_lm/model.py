@@ -24,7 +24,7 @@ from bigseq.models.base import BaseModel
 from bigseq.models.transformer_lm.config import TransformerLMConfig
 from bigseq.modules.dropout import Dropout
 from bigseq.modules.embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
-from bigseq.modules.init import InitRule, init_params_by_name, normal, ones, zeros
+from bigseq.modules.init import InitRule, construct_without_default_init, init_params_by_name, normal, ones, zeros
 from bigseq.modules.kv_cache import KVCache
 from bigseq.modules.norms import build_norm
 from bigseq.modules.transformer_layer import TransformerDecoderLayer
@@ -105,8 +105,9 @@ class TransformerLanguageModel(BaseModel):
         if cfg.vocab_size is not None and cfg.vocab_size != task.vocab_size:
             raise BigseqError(f"--vocab-size {cfg.vocab_size} differs from the task's vocabulary of "
                               f"{task.vocab_size} tokens; drop --vocab-size (it is taken from the task)")
-        model = cls(dataclasses.replace(cfg, vocab_size=task.vocab_size), pad_idx=task.pad_idx)
-        model.reset_parameters(seed)
+        model = construct_without_default_init(
+            lambda: cls(dataclasses.replace(cfg, vocab_size=task.vocab_size), pad_idx=task.pad_idx))
+        model.reset_parameters(seed)  # every parameter, from (seed, name)
         return model
 
     def reset_parameters(self, seed: int) -> None:

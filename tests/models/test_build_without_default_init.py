@@ -1,0 +1,72 @@
+"""Building a model skips PyTorch's default init (its parameters are all filled by name afterwards)."""
+
+import dataclasses
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn as nn
+
+import bigseq.models  # noqa: F401
+from bigseq.models.transformer_lm.architectures import gpt2_tiny, llama_tiny
+from bigseq.models.transformer_lm.model import TransformerLanguageModel
+from bigseq.modules import init
+from bigseq.tasks.base import Task
+
+TASK = SimpleNamespace(vocab_size=50, pad_idx=1)
+
+
+@pytest.mark.parametrize("arch", [llama_tiny, gpt2_tiny])
+def test_build_gives_the_weights_of_a_default_init_build(arch):
+    cfg = dataclasses.replace(arch(), vocab_size=50)
+    reference = TransformerLanguageModel(cfg, pad_idx=1)  # default init first, then filled by name
+    reference.reset_parameters(5)
+    built = TransformerLanguageModel.build(cfg, TASK, seed=5)
+    assert all(p.device.type == "cpu" for p in built.parameters())
+    want = reference.state_dict()
+    for name, tensor in built.state_dict().items():
+        assert torch.equal(tensor, want[name]), name
+
+
+class _Vocabulary50(Task):
+    vocab_size, pad_idx = 50, 1
+
+
+def test_task_passes_the_seed_to_the_build(monkeypatch):
+    task = _Vocabulary50(cfg=None)
+    cfg = dataclasses.replace(llama_tiny(), vocab_size=None)
+    calls = []
+    original = TransformerLanguageModel.reset_parameters
+    monkeypatch.setattr(TransformerLanguageModel, "reset_parameters",
+                        lambda self, seed: calls.append(seed) or original(self, seed))
+    task.build_model("transformer_lm", cfg, seed=9)
+    assert calls == [9]  # one fill, from the run's seed
+
+
+def test_on_the_meta_device_nothing_is_materialized():
+    cfg = dataclasses.replace(llama_tiny(), vocab_size=50)
+    with torch.device("meta"):
+        model = TransformerLanguageModel.build(cfg, TASK)
+    assert all(p.is_meta for p in model.parameters())
+
+
+def test_a_module_with_buffers_keeps_them():
+    class WithBuffer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.empty(3))
+            self.register_buffer("table", torch.arange(4.0))
+
+    module = init.construct_without_default_init(WithBuffer)
+    assert torch.equal(module.table, torch.arange(4.0))
+
+
+def test_init_values_ignore_a_patched_torch_empty(monkeypatch):
+    """deepspeed.zero.Init swaps torch.empty & co. for accelerator / training-dtype versions while it builds."""
+    def patched(*args, **kwargs):
+        raise AssertionError("init used the patched constructor")
+    for name in ("empty", "zeros", "ones"):
+        monkeypatch.setattr(torch, name, patched)
+    rules = [("*", init.normal(0.02)), ("*.bias", init.zeros())]
+    value = init.init_value("layer.weight", (4, 4), seed=1, rules=rules)
+    assert value.dtype == torch.float32 and value.device.type == "cpu"
