@@ -1,5 +1,5 @@
 """Time to build a model on the CPU: PyTorch's default init + two fills by name (how `bigseq train`
-built until now) vs modules on the meta device + one fill (now), same process, side by side.
+built until now) vs no default init + one fill (now), same process, side by side.
 
     python benchmarks/model_build.py [--archs llama_125m gpt2_medium llama_1b] [--repeats 2] [--threads 2]
 
@@ -12,12 +12,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import os
-import platform
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,6 +21,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import report  # noqa: E402  (benchmarks/report.py, beside this script)
+
 import bigseq.models  # noqa: E402,F401
 from bigseq import registry  # noqa: E402
 
@@ -67,24 +65,19 @@ def main() -> None:
             params = sum(p.numel() for p in cls(cfg, pad_idx=1).parameters())
         rows.append((arch, params, min(times["before"]), min(times["now"])))
         print(rows[-1], flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    lines = ["# Model build time on the CPU: default init + two fills vs meta-device modules + one fill", "",
-             f"{datetime.now(timezone.utc):%Y-%m-%d}, commit {commit}, {platform.machine()}, {os.cpu_count()} cores, "
-             f"torch {torch.__version__} on {args.threads} threads, fp32, vocabulary {VOCAB}, best of {args.repeats}.",
-             "", f"Command: `python benchmarks/model_build.py --archs {' '.join(args.archs)} --repeats {args.repeats} "
-             f"--threads {args.threads}`", "",
-             "| arch | parameters | before (s) | now (s) | speed-up |", "|---|---:|---:|---:|---:|"]
-    for arch, params, old, new in rows:
-        lines.append(f"| {arch} | {params:,} | {old:.1f} | {new:.1f} | {old / new:.2f}x |")
-    lines += ["", "Reading: every parameter is filled from (seed, name) anyway, so PyTorch's per-module default "
-              "init (kaiming-uniform for each Linear, normal for the embedding) was wasted, and so was the first "
-              "fill (the model's build used seed 1, the trainer then filled again from --seed). What is left is "
-              "one fill, drawing every value once, into memory touched for the first time. Under ZeRO-3 only "
-              "the second fill goes: `deepspeed.zero.Init` must see real tensors to shard them layer by layer."]
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
-
+    table = ["| arch | parameters | before (s) | now (s) | speed-up |", "|---|---:|---:|---:|---:|"]
+    table += [f"| {arch} | {params:,} | {old:.1f} | {new:.1f} | {old / new:.2f}x |" for arch, params, old, new in rows]
+    report.write(
+        args.out, "Model build time on the CPU: default init + two fills vs one fill",
+        f"torch {torch.__version__} on {args.threads} threads, fp32, vocabulary {VOCAB}, best of {args.repeats}.",
+        f"python benchmarks/model_build.py --archs {' '.join(args.archs)} --repeats {args.repeats} "
+        f"--threads {args.threads}", table,
+        "every parameter is filled from (seed, name) anyway, so PyTorch's per-module default "
+        "init (kaiming-uniform for each Linear, normal for the embedding) was wasted, and so was the first "
+        "fill (the model's build used seed 1, the trainer then filled again from --seed). What is left is "
+        "one fill, drawing every value once, into memory touched for the first time. The default init is "
+        "skipped by making torch.nn.init's initializers no-ops while the modules are made (as transformers' "
+        "no_init_weights does), so it works inside `deepspeed.zero.Init` (ZeRO-3) too.")
 
 if __name__ == "__main__":
     main()

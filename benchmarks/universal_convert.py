@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+import report  # noqa: E402  (benchmarks/report.py, beside this script)
 from e2e.runner import preprocess, train  # noqa: E402
 
 from bigseq.checkpoint import universal, universal_stages  # noqa: E402
@@ -63,9 +61,7 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "universal_convert.md"))
     args = parser.parse_args()
-    model = ["--decoder-embed-dim", str(args.dim), "--decoder-ffn-embed-dim", str(args.ffn), "--decoder-layers",
-             str(args.layers), "--decoder-attention-heads", str(args.dim // 64), "--decoder-kv-heads",
-             str(args.dim // 64), "--disable-validation", "--max-update", "1"]
+    model = [*report.llama_flags(args.dim, args.ffn, args.layers), "--disable-validation", "--max-update", "1"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = preprocess(os.path.join(tmp, "raw"), os.path.join(tmp, "data-bin"))
@@ -76,32 +72,24 @@ def main() -> None:
             size = sum(f.stat().st_size for f in Path(save, "checkpoint_1").iterdir()) / 2**20
             rows.append({"stage": stage, "ckpt_mib": size, **convert_timed(save)})
             print(rows[-1], flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
     params = args.layers * (4 * args.dim**2 + 3 * args.dim * args.ffn + 2 * args.dim) + args.dim
-    lines = [
-        "# `bigseq convert universal`: time and the stage-neutral layout (CPU)", "",
-        f"{datetime.now(timezone.utc):%Y-%m-%d}, commit {commit}, {platform.machine()}, {os.cpu_count()} cores. "
-        f"Llama-style model {args.layers} x {args.dim} (ffn {args.ffn}), about {params / 1e6:.0f}M parameters "
-        f"(fp32), saved by {args.ranks} ranks after one update.", "",
-        f"Command: `python benchmarks/universal_convert.py --dim {args.dim} --ffn {args.ffn} --layers {args.layers} "
-        f"--ranks {args.ranks}`", "",
-        "| source | checkpoint (MiB) | convert (s) | of which stage-neutral layout (s) | share | "
-        "zero/optimizer_state.pt before -> after (MiB) |",
-        "|---|---|---|---|---|---|",
-    ]
+    table = ["| source | checkpoint (MiB) | convert (s) | of which stage-neutral layout (s) | share | "
+             "zero/optimizer_state.pt before -> after (MiB) |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| ZeRO-{r['stage']} | {r['ckpt_mib']:.0f} | {r['total_s']:.1f} | {r['neutral_s']:.1f} | "
+        table.append(f"| ZeRO-{r['stage']} | {r['ckpt_mib']:.0f} | {r['total_s']:.1f} | {r['neutral_s']:.1f} | "
                      f"{r['neutral_s'] / r['total_s']:.0%} | {r['before_mib']:.1f} -> {r['after_mib']:.3f} |")
-    lines += ["", "Reading: for a ZeRO-1/2 source bigseq only links the model-states file under the stage-3 name "
-              "and adds the step to the global optimizer state. For a ZeRO-3 source it also rewrites every "
-              "per-parameter file into the shaped form stages 1-2 (and `bigseq generate`/`convert to-*`) read "
-              "and writes each parameter's step, and drops the copy of rank 0's shard DeepSpeed puts into "
-              "optimizer_state.pt (weights and both Adam moments: it grows with the model; only the step and "
-              "hyper-parameters are read back)."]
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
-
+    report.write(
+        args.out, "`bigseq convert universal`: time and the stage-neutral layout (CPU)",
+        f"Llama-style model {args.layers} x {args.dim} (ffn {args.ffn}), about {params / 1e6:.0f}M parameters "
+        f"(fp32), saved by {args.ranks} ranks after one update.",
+        f"python benchmarks/universal_convert.py --dim {args.dim} --ffn {args.ffn} --layers {args.layers} "
+        f"--ranks {args.ranks}", table,
+        "for a ZeRO-1/2 source bigseq only links the model-states file under the stage-3 name "
+        "and adds the step to the global optimizer state. For a ZeRO-3 source it also rewrites every "
+        "per-parameter file into the shaped form stages 1-2 (and `bigseq generate`/`convert to-*`) read "
+        "and writes each parameter's step, and drops the copy of rank 0's shard DeepSpeed puts into "
+        "optimizer_state.pt (weights and both Adam moments: it grows with the model; only the step and "
+        "hyper-parameters are read back).")
 
 if __name__ == "__main__":
     main()

@@ -12,16 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+import report  # noqa: E402  (benchmarks/report.py, beside this script)
 from e2e.memory_cgroup import run_capped_ranks, unavailable_reason  # noqa: E402
 from e2e.runner import TRAIN_PY, preprocess  # noqa: E402
 
@@ -40,12 +38,6 @@ SETUPS = [  # (label, ranks, flags, environment)
 RAW_TEMPLATE = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"},
                                       "reduce_bucket_size": int(5e8), "stage3_prefetch_bucket_size": int(5e7),
                                       "stage3_param_persistence_threshold": int(1e5)}}
-
-
-def model_flags(dim: int, ffn: int, layers: int) -> list[str]:
-    return ["--arch", "llama_tiny", "--decoder-embed-dim", str(dim), "--decoder-ffn-embed-dim", str(ffn),
-            "--decoder-layers", str(layers), "--decoder-attention-heads", str(max(1, dim // 64)),
-            "--decoder-kv-heads", str(max(1, dim // 64))]
 
 
 def measure(data: str, flags: list[str], ranks: int, updates: int, tmp: str,
@@ -83,38 +75,31 @@ def main() -> None:
         Path(raw).write_text(json.dumps(RAW_TEMPLATE))
         for label, ranks, flags, env in SETUPS:
             flags = [raw if f == "{raw}" else f for f in flags]
-            peaks, wall, params, rate = measure(data, model_flags(args.dim, args.ffn, args.layers) + flags, ranks,
-                                          args.updates, tmp, env)
+            model = report.llama_flags(args.dim, args.ffn, args.layers)
+            peaks, wall, params, rate = measure(data, model + flags, ranks, args.updates, tmp, env)
             peak = max(peaks)
             base = base or peak
             rows.append(f"| {label} | {ranks} | {peak / 2**30:.2f} | {peak / base:.2f}x | {rate:,.0f} | {wall:.0f} |")
             print(rows[-1], flush=True)
     cmd = f"python benchmarks/zero3_memory.py --dim {args.dim} --ffn {args.ffn} --layers {args.layers} " \
           f"--updates {args.updates}"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    Path(args.out).write_text("\n".join([
-        "# Peak memory per process: plain vs ZeRO-3 (CPU, gloo)", "",
-        f"{datetime.now(timezone.utc):%Y-%m-%d}, commit {commit.strip()}, {platform.machine()}, "
-        f"{os.cpu_count()} cores. Llama-style model, {params:,} parameters ({args.layers} x {args.dim}, "
+    report.write(
+        args.out, "Peak memory per process: plain vs ZeRO-3 (CPU, gloo)",
+        f"Llama-style model, {params:,} parameters ({args.layers} x {args.dim}, "
         f"ffn {args.ffn}), fp32, AdamW, {args.updates} updates of 2 x 32 tokens per rank; wall includes start-up. "
         "Peak = the highest of the ranks' memory-cgroup high-water marks (resident + touched shared memory, incl. "
         "DeepSpeed's 66 MiB shared-memory all-reduce buffer and the ~0.3 GiB every torch + DeepSpeed "
         "process holds). Full training state of this model (fp32 weights, grads, Adam moments): "
-        f"{16 * params / 2**30:.2f} GiB.", "",
-        f"Command: `{cmd}`", "",
-        "| setup | ranks | peak per process (GiB) | vs 1 process | tokens/s (median update) | wall (s) |",
-        "|---|---|---|---|---|---|",
-        *rows, "",
-        "Reading: ZeRO-3 shards weights, gradients and Adam moments (16 bytes per parameter) over the "
+        f"{16 * params / 2**30:.2f} GiB.", cmd,
+        ["| setup | ranks | peak per process (GiB) | vs 1 process | tokens/s (median update) | wall (s) |",
+         "|---|---|---|---|---|---|", *rows],
+        "ZeRO-3 shards weights, gradients and Adam moments (16 bytes per parameter) over the "
         "ranks; what stays per process is the runtime itself, one or two gathered layers and the "
         "buffers. DeepSpeed's default buckets (5e8 elements) and live-parameter limit (1e9) are sized "
         "for billion-parameter models and cost more than the sharding saves here. With "
         "BIGSEQ_CPU_ALLOCATOR=keep (what ZeRO 0-2 runs use) each rank keeps the memory its gathered "
         "layers used; the default for ZeRO-3, return, gives it back, at some speed. Several ranks "
-        "share these cores, so tokens/s compares rows of equal rank count only.", "",
-    ]))
-    print(json.dumps({"written": args.out}))
-
+        "share these cores, so tokens/s compares rows of equal rank count only.")
 
 if __name__ == "__main__":
     main()

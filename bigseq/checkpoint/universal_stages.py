@@ -82,7 +82,9 @@ def _stage12_step(zero: str):
 
 def make_stage_neutral(folder: str, source_stage: int) -> None:
     """Rewrite the universal checkpoint `folder` (written from ZeRO stage `source_stage`) in place."""
-    model_states = torch.load(_link_model_states(folder), map_location="cpu", weights_only=False)
+    # mapped, not read: a ZeRO-1/2 model-states file holds the whole model's weights, and only
+    # ds_version and (for a stage-3 source) the parameter shapes are needed from it
+    model_states = torch.load(_link_model_states(folder), map_location="cpu", weights_only=False, mmap=True)
     zero = os.path.join(folder, "zero")
     global_path = os.path.join(zero, "optimizer_state.pt")
     global_state = torch.load(global_path, map_location="cpu", weights_only=False)

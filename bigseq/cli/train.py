@@ -51,8 +51,8 @@ def main(argv=None):
             model = task.build_model(cfg.names["model"], cfg.model, seed=cfg.common.seed)
         criterion = task.build_criterion(cfg.names["criterion"], cfg.criterion)
         trainer = Trainer(cfg, task, model, criterion, env)
-    # training's random stream (dropout) starts from the seed, whatever building the model consumed: a
-    # zero.Init build runs PyTorch's default init, the others skip it
+    # training's random stream (dropout) starts from the seed, whatever building the model drew from it
+    # (bigseq's models skip PyTorch's default init, which draws; a --user-dir model may not)
     seed_everything(cfg.common.seed, env.rank)
     if env.is_main:
         print(f"bigseq | model {cfg.names['arch']}: {trainer.num_params:,} parameters | "

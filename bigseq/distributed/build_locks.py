@@ -25,24 +25,35 @@ def extension_roots() -> list[str]:
         return [root]
     from torch.utils.cpp_extension import get_default_build_root
     base = get_default_build_root()
-    if not os.path.isdir(base):
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:  # no builds yet, or unreadable
         return []
-    return [os.path.join(base, name) for name in sorted(os.listdir(base)) if os.path.isdir(os.path.join(base, name))]
+    return [os.path.join(base, name) for name in names if os.path.isdir(os.path.join(base, name))]
 
 
-def _last_change(folder: str) -> float:
-    return max((entry.stat().st_mtime for entry in os.scandir(folder)), default=0.0)
+def _stale_lock_age(folder: str, now: float) -> float | None:
+    """Seconds since `folder`'s lock was made, if nothing in the folder changed for STALE_AFTER_S."""
+    try:
+        last_change = max(entry.stat().st_mtime for entry in os.scandir(folder))
+        lock_made = os.path.getmtime(os.path.join(folder, "lock"))
+    except (OSError, ValueError):  # no lock, unreadable, or another rank's build finished meanwhile
+        return None
+    return now - lock_made if now - last_change > STALE_AFTER_S else None
 
 
 def check_build_locks(now: float | None = None) -> None:
     now = time.time() if now is None else now
     for root in extension_roots():
-        if not os.path.isdir(root):
+        try:
+            names = sorted(os.listdir(root))
+        except OSError:  # missing or unreadable: nothing of ours to wait on there
             continue
-        for name in sorted(os.listdir(root)):
+        for name in names:
             lock = os.path.join(root, name, "lock")
-            if os.path.exists(lock) and now - _last_change(os.path.dirname(lock)) > STALE_AFTER_S:
-                minutes = (now - os.path.getmtime(lock)) / 60
+            age = _stale_lock_age(os.path.dirname(lock), now)
+            if age is not None:
+                minutes = age / 60
                 raise BigseqError(f"{lock} was left {minutes:.0f} min ago by a build of the '{name}' op that was "
                                   f"killed mid-way, and every run would wait on it forever; remove it "
                                   f"(rm {lock}) and run again")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import sys
 from typing import Callable, Sequence
 
 import torch
@@ -76,29 +75,34 @@ def init_params_by_name(module: nn.Module, seed: int, rules: Sequence[InitRule],
             param.copy_(value.to(device=param.device, dtype=param.dtype))
 
 
-def _zero_init_active() -> bool:
-    """Whether deepspeed.zero.Init is building modules now (it must see real tensors to shard them)."""
-    partition = sys.modules.get("deepspeed.runtime.zero.partition_parameters")  # not imported: not active
-    return partition is not None and getattr(partition, "zero_init_context", 0) > 0
+# torch.nn.init's in-place initializers, which modules' own reset_parameters call (the list
+# transformers' no_init_weights silences too)
+_TORCH_INITIALIZERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                       "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+                       "sparse_")
+
+
+def _leave_as_is(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    return tensor
 
 
 def construct_without_default_init(factory: Callable[[], nn.Module]) -> nn.Module:
-    """``factory()`` without PyTorch's per-module default init, for models that fill every parameter
-    afterwards (``init_params_by_name``): the modules are built on the meta device and then given
-    uninitialized memory on the default device. That default init is wasted work, and the slowest
-    part of building a large model on CPU (benchmarks/results/model_build.md).
-
-    As ``factory()`` under ``deepspeed.zero.Init``, when already building on the meta device, and
-    for modules with buffers (a buffer's value would be lost).
+    """``factory()`` with torch.nn.init's initializers made no-ops while it runs, for models that fill
+    every parameter afterwards (``init_params_by_name``): PyTorch's per-module default init is wasted
+    work there, and the slowest part of building a large model on CPU
+    (benchmarks/results/model_build.md). Parameters are left as torch.empty made them; buffers,
+    which no initializer touches, keep their values. Works inside ``deepspeed.zero.Init`` (each
+    module is still sharded as it is made) and on the meta device. Not thread-safe: the functions
+    are swapped module-wide while `factory` runs.
     """
-    device = torch.get_default_device()
-    if device.type == "meta" or _zero_init_active():
+    saved = {name: getattr(nn.init, name) for name in _TORCH_INITIALIZERS}
+    for name in saved:
+        setattr(nn.init, name, _leave_as_is)
+    try:
         return factory()
-    with torch.device("meta"):
-        module = factory()
-    if any(True for _ in module.buffers()):
-        return factory()
-    return module.to_empty(device=device)
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
 
 
 def _fill_shard(param: nn.Parameter, full_value: torch.Tensor) -> None:

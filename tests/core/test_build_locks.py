@@ -45,6 +45,8 @@ def test_build_in_progress_is_left_alone(op_folder):
 
 
 def test_no_lock_no_extensions_folder(op_folder, tmp_path, monkeypatch):
+    (tmp_path / "notes.txt").write_text("a file beside the op folders")
+    _age(op_folder / "shm.o", STALE_AFTER_S + 120)  # an old build that finished: no lock
     check_build_locks()
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "missing"))
     check_build_locks()

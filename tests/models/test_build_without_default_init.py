@@ -70,3 +70,24 @@ def test_init_values_ignore_a_patched_torch_empty(monkeypatch):
     rules = [("*", init.normal(0.02)), ("*.bias", init.zeros())]
     value = init.init_value("layer.weight", (4, 4), seed=1, rules=rules)
     assert value.dtype == torch.float32 and value.device.type == "cpu"
+
+
+def test_default_init_is_skipped_and_restored_after():
+    kaiming = nn.init.kaiming_uniform_
+
+    def factory():
+        layer = nn.Linear(4, 4)
+        layer.weight.data.fill_(7.0)  # what torch.empty left, made visible: the default init must not touch it
+        layer.reset_parameters()
+        return layer
+
+    layer = init.construct_without_default_init(factory)
+    assert torch.all(layer.weight == 7.0)
+    assert nn.init.kaiming_uniform_ is kaiming
+
+    def failing():
+        raise RuntimeError("bad config")
+
+    with pytest.raises(RuntimeError):
+        init.construct_without_default_init(failing)
+    assert nn.init.kaiming_uniform_ is kaiming and nn.init.normal_(torch.zeros(1000)).std() > 0
