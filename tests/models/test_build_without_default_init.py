@@ -11,6 +11,7 @@ import bigseq.models  # noqa: F401
 from bigseq.models.transformer_lm.architectures import gpt2_tiny, llama_tiny
 from bigseq.models.transformer_lm.model import TransformerLanguageModel
 from bigseq.modules import init
+from bigseq.registry import register_model
 from bigseq.tasks.base import Task
 
 TASK = SimpleNamespace(vocab_size=50, pad_idx=1)
@@ -41,6 +42,34 @@ def test_task_passes_the_seed_to_the_build(monkeypatch):
                         lambda self, seed: calls.append(seed) or original(self, seed))
     task.build_model("transformer_lm", cfg, seed=9)
     assert calls == [9]  # one fill, from the run's seed
+
+
+@dataclasses.dataclass(kw_only=True)
+class _SeedlessConfig:
+    dim: int = 4
+    """Width."""
+
+
+@register_model("test_seedless_build", _SeedlessConfig)
+class _SeedlessBuild(nn.Module):
+    """A --user-dir model whose build takes no seed, as BaseModel's contract allows."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.proj = nn.Linear(cfg.dim, cfg.dim)
+        self.seeds = []
+
+    @classmethod
+    def build(cls, cfg, task):
+        return cls(cfg)
+
+    def reset_parameters(self, seed):
+        self.seeds.append(seed)
+
+
+def test_task_reseeds_a_model_whose_build_takes_no_seed():
+    model = _Vocabulary50(cfg=None).build_model("test_seedless_build", _SeedlessConfig(), seed=9)
+    assert model.seeds == [9]
 
 
 def test_on_the_meta_device_nothing_is_materialized():
