@@ -5,12 +5,19 @@ hash of ``f"{seed}:{name}"``, so the weights do not depend on the order in
 which modules are constructed: a pipeline stage that builds only layers 4-7,
 or a layer built alone, gets the same tensors as the full model. Pass
 ``prefix`` when a module is built outside its model (``prefix="layers.5."``).
+
+A parameter is drawn in blocks of ``INIT_BLOCK`` elements of its flattened value,
+block k from a generator of its own seeded from (seed, name, k), so any slice of a
+parameter can be drawn without the rest: a ZeRO-3 rank draws about 1/world of the
+model's values instead of all of them (benchmarks/results/model_build.md), and still
+gets the values of the unsharded model.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -21,24 +28,28 @@ import torch.nn as nn
 # context (a CPU generator cannot fill a CUDA tensor), so they use the functions as they were at import
 _empty, _zeros, _ones = torch.empty, torch.zeros, torch.ones
 
-# (shape, generator) -> fp32 CPU tensor of that shape
-Initializer = Callable[[tuple[int, ...], torch.Generator], torch.Tensor]
+# (number of elements, generator) -> 1-D fp32 CPU tensor of that many elements, drawn independently of
+# each other (a parameter is drawn block by block, so an initializer cannot depend on its shape)
+Initializer = Callable[[int, torch.Generator], torch.Tensor]
+# Elements per block: small enough that a rank's slice costs at most two partial blocks per parameter
+# beyond its own elements, large enough that seeding a generator per block costs nothing measurable
+INIT_BLOCK = 2**16
 # (fnmatch pattern over the full parameter name, initializer); the first match wins
 InitRule = tuple[str, Initializer]
 
 
 def normal(std: float) -> Initializer:
-    def init(shape, gen):
-        return _empty(shape, dtype=torch.float32, device="cpu").normal_(0.0, std, generator=gen)
+    def init(numel, gen):
+        return _empty(numel, dtype=torch.float32, device="cpu").normal_(0.0, std, generator=gen)
     return init
 
 
 def zeros() -> Initializer:
-    return lambda shape, gen: _zeros(shape, dtype=torch.float32, device="cpu")
+    return lambda numel, gen: _zeros(numel, dtype=torch.float32, device="cpu")
 
 
 def ones() -> Initializer:
-    return lambda shape, gen: _ones(shape, dtype=torch.float32, device="cpu")
+    return lambda numel, gen: _ones(numel, dtype=torch.float32, device="cpu")
 
 
 def stable_seed(seed: int, name: str) -> int:
@@ -47,14 +58,33 @@ def stable_seed(seed: int, name: str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def init_value(name: str, shape: tuple[int, ...], seed: int, rules: Sequence[InitRule]) -> torch.Tensor:
-    """The fp32 value parameter ``name`` gets for ``seed`` under ``rules``."""
+def _initializer_for(name: str, rules: Sequence[InitRule]) -> Initializer:
     for pattern, initializer in rules:
         if fnmatch.fnmatchcase(name, pattern):
-            gen = torch.Generator(device="cpu")
-            gen.manual_seed(stable_seed(seed, name))
-            return initializer(tuple(shape), gen)
+            return initializer
     raise ValueError(f"no init rule matches parameter '{name}'")
+
+
+def init_slice(name: str, numel: int, start: int, count: int, seed: int, rules: Sequence[InitRule]) -> torch.Tensor:
+    """Elements [start, start + count) of the flattened fp32 value of parameter ``name`` (``numel``
+    elements in all), drawing only the blocks they lie in."""
+    initializer = _initializer_for(name, rules)
+    out = _empty(count, dtype=torch.float32, device="cpu")
+    for block in range(start // INIT_BLOCK, (start + count - 1) // INIT_BLOCK + 1 if count else 0):
+        lo, hi = block * INIT_BLOCK, min((block + 1) * INIT_BLOCK, numel)
+        gen = torch.Generator(device="cpu")
+        # block 0 keeps the parameter's own seed: a parameter of one block is drawn as a whole
+        gen.manual_seed(stable_seed(seed, name if block == 0 else f"{name}#{block}"))
+        values = initializer(hi - lo, gen)
+        a, b = max(lo, start), min(hi, start + count)
+        out[a - start:b - start] = values[a - lo:b - lo]
+    return out
+
+
+def init_value(name: str, shape: tuple[int, ...], seed: int, rules: Sequence[InitRule]) -> torch.Tensor:
+    """The fp32 value parameter ``name`` gets for ``seed`` under ``rules``."""
+    numel = math.prod(shape)
+    return init_slice(name, numel, 0, numel, seed, rules).view(tuple(shape))
 
 
 @torch.no_grad()
@@ -67,11 +97,10 @@ def init_params_by_name(module: nn.Module, seed: int, rules: Sequence[InitRule],
     for name, param in module.named_parameters():
         if param.is_meta:
             continue
-        sharded = hasattr(param, "ds_tensor")  # built under ZeRO-3 (deepspeed.zero.Init)
-        value = init_value(prefix + name, tuple(param.ds_shape if sharded else param.shape), seed, rules)
-        if sharded:
-            _fill_shard(param, value)
+        if hasattr(param, "ds_tensor"):  # built under ZeRO-3 (deepspeed.zero.Init)
+            _fill_shard(param, prefix + name, seed, rules)
         else:
+            value = init_value(prefix + name, tuple(param.shape), seed, rules)
             param.copy_(value.to(device=param.device, dtype=param.dtype))
 
 
@@ -105,8 +134,8 @@ def construct_without_default_init(factory: Callable[[], nn.Module]) -> nn.Modul
             setattr(nn.init, name, function)
 
 
-def _fill_shard(param: nn.Parameter, full_value: torch.Tensor) -> None:
-    """Write this rank's slice of a ZeRO-3 sharded parameter from its full value, with no communication.
+def _fill_shard(param: nn.Parameter, name: str, seed: int, rules: Sequence[InitRule]) -> None:
+    """Write this rank's slice of a ZeRO-3 sharded parameter, drawing only that slice, with no communication.
 
     DeepSpeed's layout: the flattened parameter (ds_numel elements) padded to world x
     slice size, rank r holding [r * size, (r + 1) * size) in ds_tensor. Values come from
@@ -117,5 +146,5 @@ def _fill_shard(param: nn.Parameter, full_value: torch.Tensor) -> None:
     start = size * torch.distributed.get_rank(group=param.ds_process_group)
     count = max(0, min(size, param.ds_numel - start))
     if count:
-        flat = full_value.reshape(-1).narrow(0, start, count)
-        shard.narrow(0, 0, count).copy_(flat.to(device=shard.device, dtype=shard.dtype))
+        values = init_slice(name, param.ds_numel, start, count, seed, rules)
+        shard.narrow(0, 0, count).copy_(values.to(device=shard.device, dtype=shard.dtype))

@@ -25,3 +25,16 @@ def test_two_ranks_each_hold_half_the_parameters(tiny_data, tmp_path):
     assert total / 2 <= resident <= total / 2 + 200, (resident, total)
     losses = train_losses(log)
     assert sorted(losses) == [1, 2, 3] and losses[3] < losses[1]
+
+
+def test_slices_that_cross_init_blocks_get_the_unsharded_values(tiny_data, tmp_path):
+    # 64 x 1100 FFN matrices span two init blocks (65,536 elements each); rank 1's half starts
+    # inside the first and ends in the second, so it draws parts of both
+    wide = ["--max-update", "3", "--no-save", "--decoder-ffn-embed-dim", "1100"]
+    logs = {stage: str(tmp_path / f"zero{stage}.jsonl") for stage in (0, 3)}
+    train(tiny_data, wide, log_file=logs[0])
+    train(tiny_data, wide + ["--zero-stage", "3"], nproc=2, launcher="deepspeed", log_file=logs[3])
+    unsharded, sharded = train_losses(logs[0]), train_losses(logs[3])
+    assert sorted(sharded) == sorted(unsharded) == [1, 2, 3]
+    for update in unsharded:  # the first loss is the initial weights' alone
+        assert abs(sharded[update] - unsharded[update]) <= 2e-5, (update, sharded, unsharded)
