@@ -68,6 +68,8 @@ def _initializer_for(name: str, rules: Sequence[InitRule]) -> Initializer:
 def init_slice(name: str, numel: int, start: int, count: int, seed: int, rules: Sequence[InitRule]) -> torch.Tensor:
     """Elements [start, start + count) of the flattened fp32 value of parameter ``name`` (``numel``
     elements in all), drawing only the blocks they lie in."""
+    if start < 0 or count < 0 or start + count > numel:
+        raise ValueError(f"slice [{start}, {start + count}) is outside parameter '{name}' of {numel} elements")
     initializer = _initializer_for(name, rules)
     out = _empty(count, dtype=torch.float32, device="cpu")
     for block in range(start // INIT_BLOCK, (start + count - 1) // INIT_BLOCK + 1 if count else 0):

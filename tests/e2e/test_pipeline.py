@@ -81,21 +81,30 @@ def test_pipeline_resume_is_exact_and_validates(tiny_data, tmp_path):
     assert "the cat" in out.stdout and len(out.stdout.strip().split()) > 2
 
 
+def _assert_same_to_rounding(got, want):
+    # replaying a dropout mask wrongly moves these losses by 1e-3 or more (tried: recompute without
+    # restoring the RNG state); CPU kernels have been seen to differ by 7e-6 between two runs of the
+    # same fp32 forward (once, in CI), so bit-for-bit equality is not asked for
+    assert sorted(got) == sorted(want) == [1, 2, 3]
+    for n in want:
+        assert abs(got[n] - want[n]) <= 1e-4, f"update {n}: {got[n]} vs {want[n]}"
+
+
 def test_activation_checkpointing_changes_no_loss(tiny_data, tmp_path):
-    """Recomputation is exact (fp32, dropout on) for the plain model and for pipeline stages, the latter
-    through the ds_configs/pipeline.json template."""
+    """Recomputation replays the forward (fp32, dropout on) for the plain model and for pipeline stages,
+    the latter through the ds_configs/pipeline.json template."""
     args = ["--arch", "gpt2_tiny", "--update-freq", "2", "--max-update", "3", "--no-save"]
     recompute = ["--activation-checkpointing", "--checkpoint-interval", "2"]
     plain, _ = _losses(tiny_data, tmp_path, "plain", args)
     plain_ac, proc = _losses(tiny_data, tmp_path, "plain_ac", [*args, *recompute])
     assert "activation checkpointing: every 2 layer(s)" in proc.stdout
-    assert plain_ac == plain and len(plain) == 3
+    _assert_same_to_rounding(plain_ac, plain)
     pipe = [*args, "--pipeline-parallel-size", "2"]
     piped, _ = _losses(tiny_data, tmp_path, "pp2", pipe, nproc=2)
     piped_ac, proc = _losses(tiny_data, tmp_path, "pp2_ac", [*pipe, *recompute, "--deepspeed-config",
                                                              os.path.join("ds_configs", "pipeline.json")], nproc=2)
     assert "activation checkpointing: every 2 layer(s)" in proc.stdout
-    assert piped_ac == piped and len(piped) == 3
+    _assert_same_to_rounding(piped_ac, piped)
 
 
 @pytest.mark.parametrize("flags,needles", [

@@ -52,3 +52,9 @@ def test_blocks_differ_and_a_one_block_parameter_is_one_draw_from_its_own_seed()
 def test_unmatched_name_is_an_error():
     with pytest.raises(ValueError, match="no init rule matches parameter 'x'"):
         init_slice("x", 4, 0, 4, seed=1, rules=[("*.bias", init.zeros())])
+
+
+@pytest.mark.parametrize("start,count", [(-1, 2), (NUMEL - 1, 2), (0, -1)])
+def test_a_slice_outside_the_parameter_is_an_error(start, count):
+    with pytest.raises(ValueError, match="is outside parameter 'w' of"):
+        init_slice("w", NUMEL, start, count, seed=1, rules=RULES)
