@@ -60,7 +60,7 @@ def zero3_fill(cls, cfg, world: int) -> tuple[int, float, int, float]:
     rules = [(pattern, counted(initializer)) for pattern, initializer in init_rules(cfg)]
     start = time.perf_counter()
     for name, numel in shapes:
-        init._initializer_for(name, rules)(numel, torch.Generator().manual_seed(init.stable_seed(2, name)))
+        init.initializer_for(name, rules)(numel, torch.Generator().manual_seed(init.stable_seed(2, name)))
     whole, whole_elements = time.perf_counter() - start, sum(drawn)
     drawn.clear()
     rank, start = world // 2, time.perf_counter()  # a middle rank: its slices start inside blocks
@@ -79,6 +79,11 @@ def main() -> None:
     parser.add_argument("--zero3-worlds", nargs="+", type=int, default=[8, 64])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "model_build.md"))
     args = parser.parse_args()
+    for arch in {*args.archs, args.zero3_arch}:
+        if arch not in registry.ARCH_REGISTRY:
+            parser.error(f"unknown architecture '{arch}'; one of {', '.join(registry.ARCH_REGISTRY.names())}")
+    if min(args.zero3_worlds) < 1 or args.repeats < 1 or args.threads < 1:
+        parser.error("--zero3-worlds, --repeats and --threads must be >= 1")
     torch.set_num_threads(args.threads)
     rows = []
     for arch in args.archs:

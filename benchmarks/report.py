@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import subprocess
@@ -16,6 +17,13 @@ def llama_flags(dim: int, ffn: int, layers: int) -> list[str]:
     heads = str(max(1, dim // 64))
     return ["--arch", "llama_tiny", "--decoder-embed-dim", str(dim), "--decoder-ffn-embed-dim", str(ffn),
             "--decoder-layers", str(layers), "--decoder-attention-heads", heads, "--decoder-kv-heads", heads]
+
+
+def add_llama_size_args(parser: argparse.ArgumentParser) -> None:
+    """--dim/--ffn/--layers of the Llama-style model (default: 103M parameters), for `llama_flags`."""
+    parser.add_argument("--dim", type=int, default=1024)
+    parser.add_argument("--ffn", type=int, default=2816)
+    parser.add_argument("--layers", type=int, default=8)
 
 
 def write(out: str, title: str, setup: str, command: str, table: list[str], reading: str) -> None:

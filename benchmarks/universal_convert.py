@@ -55,9 +55,7 @@ def convert_timed(save_dir: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dim", type=int, default=1024)
-    parser.add_argument("--ffn", type=int, default=2816)
-    parser.add_argument("--layers", type=int, default=8)
+    report.add_llama_size_args(parser)
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "universal_convert.md"))
     args = parser.parse_args()

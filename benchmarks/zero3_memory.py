@@ -60,9 +60,7 @@ def measure(data: str, flags: list[str], ranks: int, updates: int, tmp: str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dim", type=int, default=1024)
-    parser.add_argument("--ffn", type=int, default=2816)
-    parser.add_argument("--layers", type=int, default=8)
+    report.add_llama_size_args(parser)
     parser.add_argument("--updates", type=int, default=4)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "zero3_memory.md"))
     args = parser.parse_args()

@@ -11,8 +11,9 @@ Two runs want opposite things:
 - Memory (ZeRO-3, the model does not fit one process): ZeRO-3 gathers each layer's
   parameters and frees them again. glibc raises its mmap threshold to the size of every
   mmapped block freed (up to 32 MiB), so the gathered layers soon land in the heap, which
-  gives freed memory back only from its top: anything still allocated above them holds it. `return_freed_memory` pins the threshold, so large blocks
-  keep their own mmap and go back to the OS when freed.
+  gives freed memory back only from its top: anything still allocated above them holds it.
+  `return_freed_memory` pins the threshold, so large blocks keep their own mmap and go back
+  to the OS when freed.
 
 BIGSEQ_CPU_ALLOCATOR=keep|return|glibc overrides the choice (glibc: leave malloc alone).
 """

@@ -58,7 +58,8 @@ def stable_seed(seed: int, name: str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def _initializer_for(name: str, rules: Sequence[InitRule]) -> Initializer:
+def initializer_for(name: str, rules: Sequence[InitRule]) -> Initializer:
+    """The initializer of the first rule whose pattern matches ``name``."""
     for pattern, initializer in rules:
         if fnmatch.fnmatchcase(name, pattern):
             return initializer
@@ -70,7 +71,7 @@ def init_slice(name: str, numel: int, start: int, count: int, seed: int, rules: 
     elements in all), drawing only the blocks they lie in."""
     if start < 0 or count < 0 or start + count > numel:
         raise ValueError(f"slice [{start}, {start + count}) is outside parameter '{name}' of {numel} elements")
-    initializer = _initializer_for(name, rules)
+    initializer = initializer_for(name, rules)
     out = _empty(count, dtype=torch.float32, device="cpu")
     for block in range(start // INIT_BLOCK, (start + count - 1) // INIT_BLOCK + 1 if count else 0):
         lo, hi = block * INIT_BLOCK, min((block + 1) * INIT_BLOCK, numel)
