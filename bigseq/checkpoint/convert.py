@@ -16,9 +16,9 @@ import tempfile
 
 import torch
 
-from bigseq import registry
 from bigseq.config import build_config
 from bigseq.errors import BigseqError
+from bigseq.models.family import get_family, hf_family
 
 FORMAT = "consolidated"
 WEIGHTS_FILE = "model.safetensors"
@@ -66,7 +66,7 @@ def _copy_tokenizer(src_dir: str | None, dest: str) -> bool:
 def to_safetensors(path: str, out_dir: str, *, data: str | None = None) -> str:
     """A training checkpoint (any ZeRO stage, pipeline too) -> a consolidated fp32 folder."""
     from bigseq.checkpoint.inference import load_for_inference
-    from bigseq.options import train_config_to_dict
+    from bigseq.config.train_config import train_config_to_dict
     cfg, task, model, meta = load_for_inference(path, data=data)
     with _Staging(out_dir) as tmp:
         _save_tensors({k: v.float() for k, v in model.state_dict().items()}, os.path.join(tmp, WEIGHTS_FILE))
@@ -79,27 +79,37 @@ def to_safetensors(path: str, out_dir: str, *, data: str | None = None) -> str:
 
 
 def to_hf(path: str, out_dir: str, *, data: str | None = None) -> str:
-    """A transformer_lm checkpoint -> a transformers folder (config.json, model.safetensors, tokenizer)."""
+    """A checkpoint of a family with an HF adapter -> a transformers folder (config.json, model.safetensors,
+    tokenizer)."""
     from bigseq.checkpoint.inference import load_for_inference
-    from bigseq.models.transformer_lm import hf_keymap
     cfg, task, model, _ = load_for_inference(path, data=data)
-    if cfg.names["model"] != "transformer_lm":
-        raise BigseqError(f"to-hf converts transformer_lm models, this checkpoint is '{cfg.names['model']}'; "
+    adapter = get_family(cfg.names["model"]).hf_adapter
+    if adapter is None:
+        raise BigseqError(f"to-hf: the '{cfg.names['model']}' family has no HuggingFace adapter; "
                           f"use `bigseq convert to-safetensors`")
     token_ids = {"pad_token_id": task.pad_idx, "eos_token_id": task.eos_idx}
     tokenizer = _load_tokenizer(cfg.task.data)
     if tokenizer is not None and tokenizer.bos_idx is not None:
         token_ids["bos_token_id"] = tokenizer.bos_idx
-    hf_config = hf_keymap.hf_config_from_cfg(model.cfg, **token_ids)
-    state = hf_keymap.to_hf_state_dict(model, model.cfg)
-    if model.cfg.share_decoder_input_output_embed:
-        state.pop("lm_head.weight")  # the tied head is the embedding; safetensors refuses shared tensors
+    hf_config = adapter.hf_config_from_cfg(model.cfg, **token_ids)
+    state = _without_aliases(adapter.to_hf_state_dict(model, model.cfg))
     with _Staging(out_dir) as tmp:
         _save_tensors({k: v.float() for k, v in state.items()}, os.path.join(tmp, WEIGHTS_FILE))
         hf_config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save(tmp)
     return out_dir
+
+
+def _without_aliases(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop a tensor that is another one (a tied head is the embedding): safetensors refuses shared
+    tensors, and transformers re-ties from tie_word_embeddings."""
+    seen, out = set(), {}
+    for key, tensor in state.items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            out[key] = tensor
+    return out
 
 
 def _load_tokenizer(data_dir: str | None):
@@ -126,20 +136,23 @@ def read_hf_state_dict(hf_dir: str) -> dict[str, torch.Tensor]:
 
 
 def from_hf(hf_dir: str, out_dir: str) -> str:
-    """A transformers GPT-2/Llama folder -> a consolidated bigseq folder (with the HF tokenizer files)."""
-    from bigseq.models.transformer_lm import hf_keymap
+    """A transformers folder of a model type some family converts -> a consolidated bigseq folder (with the
+    HF tokenizer files)."""
+    from bigseq.config.train_config import load_components
+    load_components(None)
     config_path = os.path.join(hf_dir, "config.json")
     if not os.path.isfile(config_path):
         raise BigseqError(f"{hf_dir} has no config.json; pass a folder saved by transformers' save_pretrained")
     with open(config_path) as f:
         hf_config = json.load(f)
-    model_cfg = hf_keymap.cfg_from_hf_config(hf_config)
-    state = hf_keymap.from_hf_state_dict(read_hf_state_dict(hf_dir), model_cfg)
+    family = hf_family(hf_config.get("model_type"))
+    model_cfg = family.hf_adapter.cfg_from_hf_config(hf_config)
+    state = family.hf_adapter.from_hf_state_dict(read_hf_state_dict(hf_dir), model_cfg)
     with _Staging(out_dir) as tmp:
         _save_tensors({k: v.float() for k, v in state.items()}, os.path.join(tmp, WEIGHTS_FILE))
         _copy_tokenizer(hf_dir, tmp)
         _write_json(os.path.join(tmp, "config.json"), {
-            "bigseq_format": FORMAT, "model_name": "transformer_lm", "model": dataclasses.asdict(model_cfg),
+            "bigseq_format": FORMAT, "model_name": family.name, "model": dataclasses.asdict(model_cfg),
             "pad_idx": hf_config.get("pad_token_id"), "vocab_size": model_cfg.vocab_size,
             "source": os.path.abspath(hf_dir)})
     return out_dir
@@ -157,20 +170,20 @@ def load_consolidated(folder: str) -> tuple[dict, object, dict[str, torch.Tensor
     """-> (config.json dict, the model's config object, fp32 state dict)."""
     from safetensors.torch import load_file
 
-    from bigseq.options import load_components
+    from bigseq.config.train_config import load_components
     load_components(None)
     if not is_consolidated(folder):
         raise BigseqError(f"{folder} is not a bigseq consolidated folder (config.json with bigseq_format "
                           f"'{FORMAT}'); make one with `bigseq convert to-safetensors` or `from-hf`")
     with open(os.path.join(folder, "config.json")) as f:
         info = json.load(f)
-    model_cfg = build_config(registry.MODEL_REGISTRY.get(info["model_name"]).config_cls, None, info["model"])
+    model_cfg = build_config(get_family(info["model_name"]).config_cls, None, info["model"])
     return info, model_cfg, load_file(os.path.join(folder, WEIGHTS_FILE))
 
 
 def build_consolidated_model(folder: str) -> torch.nn.Module:
     """The model of a consolidated folder, weights loaded, in eval mode."""
     info, model_cfg, state = load_consolidated(folder)
-    model = registry.MODEL_REGISTRY.get(info["model_name"]).cls(model_cfg, pad_idx=info.get("pad_idx"))
+    model = get_family(info["model_name"]).model_cls(model_cfg, pad_idx=info.get("pad_idx"))
     model.load_state_dict(state, strict=True)
     return model.eval()

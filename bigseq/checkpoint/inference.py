@@ -14,8 +14,8 @@ import torch
 
 from bigseq import tasks
 from bigseq.checkpoint import files
+from bigseq.config.train_config import load_components, train_config_from_dict
 from bigseq.errors import BigseqError
-from bigseq.options import load_components, train_config_from_dict
 
 
 def consolidated_state_dict(save_dir: str, tag: str, meta: dict) -> dict[str, torch.Tensor]:

@@ -17,10 +17,11 @@ import shutil
 import torch.distributed as dist
 from deepspeed.checkpoint.constants import PIPELINE_REPLICATED_PARAMETER_PATTERNS, UNIVERSAL_CHECKPOINT_INFO
 
-from bigseq.checkpoint import files, pipeline, universal, universal_stages
+from bigseq.checkpoint import files, pipeline, universal
+from bigseq.checkpoint.compat import check_compatible
 from bigseq.checkpoint.rng import gather_rng_states, reseed, set_rng_state
+from bigseq.config.train_config import train_config_to_dict
 from bigseq.errors import BigseqError
-from bigseq.options import train_config_to_dict
 
 _TAG_RE = re.compile(r"^checkpoint_(\d+)$")
 
@@ -75,63 +76,9 @@ def prune(save_dir: str, keep_last: int, keep: str) -> None:
             shutil.rmtree(os.path.join(save_dir, name), ignore_errors=True)
 
 
-def check_compatible(meta: dict, trainer, where: str, *, weights_only: bool = False) -> None:
-    """Refuse a checkpoint of another architecture / vocabulary / (unless weights_only) incompatible layout."""
-    cfg = trainer.cfg
-    saved_model, current_model = meta["cfg"]["model"], train_config_to_dict(cfg)["model"]
-    diffs = [k for k in current_model if k in saved_model and saved_model[k] != current_model[k]
-             and k not in ("dropout", "attention_dropout", "activation_dropout", "attention_impl")]
-    if meta["names"].get("model") != cfg.names.get("model") or diffs:
-        detail = ", ".join(f"{k}: saved {saved_model[k]!r} vs now {current_model[k]!r}" for k in diffs[:3])
-        raise BigseqError(f"checkpoint {where} is of another architecture (--arch {meta['names'].get('arch')}"
-                          f"{'; ' + detail if detail else ''}); use the same --arch/model flags or another --save-dir")
-    if meta["vocab_size"] != trainer.task.vocab_size:
-        raise BigseqError(f"checkpoint {where} has a vocabulary of {meta['vocab_size']} but the data has "
-                          f"{trainer.task.vocab_size}; use the data it was trained on or another --save-dir")
-    if weights_only:
-        return
-    pipeline.check_pipeline_size(meta, trainer, where)
-    check_zero_stage(meta, trainer.engine.zero_optimization_stage(), where)
-    if meta["world_size"] != trainer.env.world_size and meta["zero_stage"] > 0 and not meta.get("universal"):
-        raise BigseqError(f"checkpoint {where} was saved by {meta['world_size']} ranks with ZeRO stage "
-                          f"{meta['zero_stage']}, this run has {trainer.env.world_size}; resume with "
-                          f"{meta['world_size']} ranks, or run `bigseq convert universal {where}` and resume "
-                          f"(the universal checkpoint is picked up automatically)")
-
-
-def _stage_family(stage: int) -> str:
-    """ZeRO stages whose checkpoints DeepSpeed loads into each other: 1 and 2 share a layout."""
-    return {0: "0", 3: "3"}.get(stage, "1 or 2")
-
-
-def check_zero_stage(meta: dict, stage: int, where: str) -> None:
-    """Refuse a checkpoint that this run's ZeRO stage cannot load, naming what can."""
-    saved = meta["zero_stage"]
-    if meta.get("universal"):
-        if stage == 0:
-            raise BigseqError(f"universal checkpoint {where} loads into ZeRO stages 1-3, this run uses stage 0; "
-                              f"resume with --zero-stage 1, 2 or 3")
-        if _stage_family(stage) != _stage_family(saved) and not meta.get(universal_stages.NEUTRAL_KEY):
-            source = os.path.join(os.path.dirname(where), meta.get("source_tag", "SOURCE_TAG"))
-            raise BigseqError(f"universal checkpoint {where} was converted by an older bigseq and loads only into "
-                              f"ZeRO stage {_stage_family(saved)}; resume with --zero-stage {_stage_family(saved)}, "
-                              f"or convert again: rm -r {where} && bigseq convert universal {source}")
-        return
-    if _stage_family(stage) == _stage_family(saved):
-        return
-    if saved == 0:
-        raise BigseqError(f"checkpoint {where} was saved with ZeRO stage 0, this run uses stage {stage}; resume "
-                          f"with --zero-stage 0, or start from its weights with --finetune-from-model {where} "
-                          f"(the optimizer starts fresh)")
-    convert = (f", or run `bigseq convert universal {where}` and resume (a universal checkpoint loads into any "
-               f"ZeRO stage 1-3)") if stage > 0 else ""
-    raise BigseqError(f"checkpoint {where} was saved with ZeRO stage {saved}, this run uses stage {stage}; resume "
-                      f"with --zero-stage {_stage_family(saved)}{convert}")
-
-
 def load(trainer, save_dir: str) -> dict | None:
     """Resume from save_dir/latest if there is one; returns bigseq's client state."""
-    found = universal.resume_tag(save_dir, getattr(trainer.cfg.distributed, "universal_checkpoint", False))
+    found = universal.resume_tag(save_dir, trainer.cfg.distributed.universal_checkpoint)
     if found is None:
         return None
     tag, is_universal = found

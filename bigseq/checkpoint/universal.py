@@ -121,5 +121,5 @@ def resume_tag(save_dir: str, force_universal: bool = False) -> tuple[str, bool]
 
 def loads_universal(cfg) -> bool:
     """Whether this run will resume from a universal checkpoint (decided before the engine is built)."""
-    found = resume_tag(cfg.checkpoint.save_dir, getattr(cfg.distributed, "universal_checkpoint", False))
+    found = resume_tag(cfg.checkpoint.save_dir, cfg.distributed.universal_checkpoint)
     return found is not None and found[1]

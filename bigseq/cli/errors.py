@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 
+from bigseq.distributed import name_accelerator
 from bigseq.errors import BigseqError
 
 
 def run_main(main, argv=None, prog: str = "bigseq") -> int:
+    name_accelerator()
     try:
         main(argv)
     except BigseqError as e:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from bigseq import registry
 from bigseq.checkpoint.inference import load_for_inference
 from bigseq.cli.validate import ScoreCheckpointConfig, parse
-from bigseq.evaluation import evaluate_split, lm_scores
 from bigseq.logging import progress_bar
+from bigseq.training.evaluation import evaluate_split, lm_scores
 
 
 @dataclass(kw_only=True)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from bigseq.checkpoint.inference import load_for_inference
 from bigseq.config import FlagParser, add_dataclass_args
-from bigseq.evaluation import evaluate_split
 from bigseq.logging import progress_bar
+from bigseq.training.evaluation import evaluate_split
 
 
 @dataclass(kw_only=True)

@@ -16,6 +16,9 @@ import torch.nn as nn
 
 
 class BaseCriterion(nn.Module):
+    sum_keys: tuple[str, ...] = ("loss", "nll_loss", "ntokens", "nsentences", "sample_size")
+    """The logging outputs that are summed over micro-batches and ranks (then ``reduce_metrics``)."""
+
     def __init__(self, cfg, task):
         super().__init__()
         self.cfg = cfg

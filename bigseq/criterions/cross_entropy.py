@@ -31,22 +31,22 @@ class CrossEntropyCriterion(BaseCriterion):
     label_smoothing = 0.0
 
     def forward(self, model, sample):
-        target_N = sample["target"].reshape(-1)
+        target_N = sample.targets.reshape(-1)
         kwargs = dict(ignore_index=self.padding_idx, label_smoothing=self.label_smoothing, smoothing="fairseq",
                       z_loss=self.cfg.z_loss, reduction="sum", impl=self.cfg.loss_impl)
         if self.cfg.fused_linear_ce:
             hidden_ND, weight_VD = self._hidden_and_output_weight(model, sample)
             loss, nll_loss = kernels.linear_cross_entropy(hidden_ND, weight_VD, target_N, **kwargs)
         else:
-            logits_BTV = model(**sample["net_input"])
+            logits_BTV = model(**sample.net_input)
             logits_NV = logits_BTV.reshape(-1, logits_BTV.shape[-1])
             loss, nll_loss = kernels.cross_entropy(logits_NV, target_N, **kwargs)
-        sample_size = sample["ntokens"]
+        sample_size = sample.ntokens
         logging_output = {
             "loss": float(loss.detach()),
             "nll_loss": float(nll_loss.detach()),
-            "ntokens": int(sample["ntokens"]),
-            "nsentences": int(sample["nsentences"]),
+            "ntokens": int(sample.ntokens),
+            "nsentences": int(sample.nsentences),
             "sample_size": int(sample_size),
         }
         return loss, sample_size, logging_output
@@ -56,7 +56,7 @@ class CrossEntropyCriterion(BaseCriterion):
         if not hasattr(model, "forward_hidden") or not hasattr(model, "output_weight"):
             raise BigseqError(f"--fused-linear-ce: model {type(model).__name__} has no forward_hidden/output_weight; "
                               "drop --fused-linear-ce")
-        hidden_BTD = model.forward_hidden(**sample["net_input"])
+        hidden_BTD = model.forward_hidden(**sample.net_input)
         weight_VD = model.output_weight
         if weight_VD.dim() != 2 or weight_VD.shape[1] != hidden_BTD.shape[-1]:
             # e.g. a ZeRO-3 partitioned weight, which is only whole inside its module's forward

@@ -9,7 +9,6 @@ that a single process would see.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from bigseq.errors import BigseqError
 
@@ -100,29 +99,3 @@ def _greedy_max_tokens(order: np.ndarray, src_lengths: np.ndarray, *, limit: int
 def rank_slice(batch: np.ndarray, dp_rank: int, dp_size: int) -> np.ndarray:
     """Contiguous slice ``dp_rank`` of ``dp_size`` (equal sizes unless the batch is a partial last one)."""
     return np.array_split(batch, dp_size)[dp_rank]
-
-
-def collate(samples: list[np.ndarray], ids: np.ndarray, *, pad_idx: int, src_len: int, global_ntokens: int) -> dict:
-    """Samples of up to src_len + 1 tokens -> padded source/target (B, src_len), right padded.
-
-    An empty slice (a rank without samples in a partial last batch) becomes one all-pad row
-    with ``nsentences = ntokens = 0`` so every rank still runs the same number of steps.
-    """
-    rows = max(len(samples), 1)
-    src_BT = np.full((rows, src_len), pad_idx, dtype=np.int64)
-    tgt_BT = np.full((rows, src_len), pad_idx, dtype=np.int64)
-    ntokens = 0
-    for i, tokens in enumerate(samples):
-        n = len(tokens) - 1
-        src_BT[i, :n] = tokens[:-1]
-        tgt_BT[i, :n] = tokens[1:]
-        ntokens += n
-    id_B = torch.from_numpy(np.asarray(ids, dtype=np.int64)) if len(samples) else torch.tensor([-1])
-    return {
-        "id": id_B,
-        "net_input": {"src_tokens": torch.from_numpy(src_BT)},
-        "target": torch.from_numpy(tgt_BT),
-        "ntokens": ntokens,
-        "nsentences": len(samples),
-        "global_ntokens": global_ntokens,
-    }

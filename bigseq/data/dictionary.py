@@ -66,7 +66,3 @@ class Dictionary:
 
     def index(self, symbol: str) -> int:
         return self.indices.get(symbol, self.unk_idx)
-
-    def string(self, ids) -> str:
-        """Ids -> space-joined symbols, without padding and end-of-sentence markers."""
-        return " ".join(self.symbols[int(i)] for i in ids if int(i) not in (self.pad_idx, self.eos_idx))

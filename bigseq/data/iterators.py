@@ -1,10 +1,10 @@
 """EpochBatchIterator: this rank's share of each update, epoch after epoch, resumable.
 
 An update is ``update_freq`` consecutive global micro-batches; iterating an
-epoch yields one update at a time as a list of ``update_freq`` collated local
-samples (see ``batching.collate``). The plan of an epoch depends on (seed,
-epoch) and the batch flags only, so every rank agrees on it, and with
-``--batch-size`` it is the same on every world size. ``state_dict()`` records
+epoch yields one update at a time as a list of ``update_freq`` local batches,
+collated by the dataset (any ``bigseq.data.batch.Dataset``). The plan of an
+epoch depends on (seed, epoch) and the batch flags only, so every rank agrees
+on it, and with ``--batch-size`` it is the same on every world size. ``state_dict()`` records
 (epoch, updates done); loading it continues with exactly the next update.
 """
 
@@ -12,24 +12,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from bigseq.data.batching import check_batch_args, collate, epoch_order, plan_micro_batches, rank_slice
-from bigseq.data.token_blocks import TokenBlocks
+from bigseq.data.batch import Dataset
+from bigseq.data.batching import check_batch_args, epoch_order, plan_micro_batches, rank_slice
 from bigseq.errors import BigseqError
 
 
 class EpochBatchIterator:
-    def __init__(self, blocks: TokenBlocks, *, pad_idx: int, batch_size: int | None, max_tokens: int | None,
+    def __init__(self, dataset: Dataset, *, batch_size: int | None, max_tokens: int | None,
                  seed: int, dp_rank: int = 0, dp_size: int = 1, update_freq: int = 1, epoch: int = 1,
                  shuffle: bool = True, drop_last: bool = True, pad_to_length: int | None = None, name: str = "data"):
         check_batch_args(batch_size, max_tokens, dp_size, dp_rank)
         if update_freq < 1:
             raise BigseqError("--update-freq must be >= 1")
-        self.blocks, self.pad_idx = blocks, pad_idx
+        self.dataset = dataset
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.seed, self.dp_rank, self.dp_size = seed, dp_rank, dp_size
         self.update_freq, self.shuffle, self.drop_last = update_freq, shuffle, drop_last
         self.pad_to_length, self.name = pad_to_length, name
-        self.src_lengths = blocks.lengths - 1
         self.epoch = epoch
         """The current epoch (1-based); it advances when next_epoch_itr() follows a finished epoch."""
         self._position = 0
@@ -37,15 +36,15 @@ class EpochBatchIterator:
         self._cached: tuple[int, list[list[np.ndarray]]] | None = None
         if self.updates_per_epoch == 0:
             raise BigseqError(
-                f"the {name} split has {len(blocks)} samples, fewer than one update "
+                f"the {name} split has {len(dataset)} samples, fewer than one update "
                 f"(--batch-size/--max-tokens x --update-freq {update_freq}); lower those or --tokens-per-sample")
 
     # the plan ----------------------------------------------------------------
     def plan(self, epoch: int) -> list[list[np.ndarray]]:
         """Updates of ``epoch``, each a list of global micro-batches (arrays of sample ids)."""
         if self._cached is None or self._cached[0] != epoch:
-            order = epoch_order(len(self.blocks), seed=self.seed, epoch=epoch, shuffle=self.shuffle)
-            micro = plan_micro_batches(order, self.src_lengths, batch_size=self.batch_size,
+            order = epoch_order(len(self.dataset), seed=self.seed, epoch=epoch, shuffle=self.shuffle)
+            micro = plan_micro_batches(order, self.dataset.lengths, batch_size=self.batch_size,
                                        max_tokens=self.max_tokens, dp_size=self.dp_size, drop_last=self.drop_last)
             f = self.update_freq
             updates = [micro[i:i + f] for i in range(0, len(micro), f)]
@@ -78,11 +77,12 @@ class EpochBatchIterator:
         self._started = True
         return UpdateIterator(self, self.epoch)
 
-    def local_micro_batch(self, global_ids: np.ndarray) -> dict:
-        src_len = self.pad_to_length or int(self.src_lengths[global_ids].max())
+    def local_micro_batch(self, global_ids: np.ndarray):
+        """This rank's slice of a global micro-batch, padded as wide as the whole micro-batch's longest."""
+        width = self.pad_to_length or int(self.dataset.lengths[global_ids].max())
         ids = rank_slice(global_ids, self.dp_rank, self.dp_size)
-        return collate([self.blocks[i] for i in ids], ids, pad_idx=self.pad_idx, src_len=src_len,
-                       global_ntokens=int(self.src_lengths[global_ids].sum()))
+        return self.dataset.collate([self.dataset[i] for i in ids], ids, width=width,
+                                    global_ntokens=int(self.dataset.target_lengths[global_ids].sum()))
 
     # checkpointing -------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -116,7 +116,7 @@ class UpdateIterator:
     def has_next(self) -> bool:
         return self.owner.epoch == self.epoch and self.owner.iterations_in_epoch < self.total
 
-    def __next__(self) -> list[dict]:
+    def __next__(self) -> list:
         if not self.has_next():
             raise StopIteration
         position = self.owner.iterations_in_epoch

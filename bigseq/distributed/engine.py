@@ -15,9 +15,11 @@ import os
 
 import torch
 
-from bigseq import cpu_allocator, registry
+from bigseq import registry
+from bigseq.distributed import cpu_allocator
 from bigseq.distributed.skipping import SkippableLRScheduler, make_step_skippable
 from bigseq.errors import BigseqError
+from bigseq.models.family import ModelDims, get_family
 
 _DEFAULT_TEMPLATE = {
     "train_batch_size": "auto",
@@ -49,8 +51,9 @@ def _fill(template: dict, key: str, value) -> None:
         template[key] = value
 
 
-def build_ds_config(cfg, dp_size: int) -> dict:
-    """DeepSpeed config for this run; "auto" and missing values come from cfg."""
+def build_ds_config(cfg, dp_size: int, *, load_universal: bool = False) -> dict:
+    """DeepSpeed config for this run; "auto" and missing values come from cfg. ``load_universal``: the run
+    resumes from a universal checkpoint (the caller decides; DeepSpeed reads it when loading)."""
     # `accelerate launch --use_deepspeed --deepspeed_config_file F` hands F over in the environment
     ds = load_template(cfg.distributed.deepspeed_config or os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE"))
     d, o, dist = cfg.dataset, cfg.optimization, cfg.distributed
@@ -67,7 +70,8 @@ def build_ds_config(cfg, dp_size: int) -> dict:
     if dist.offload_optimizer == "cpu":
         zero.setdefault("offload_optimizer", {"device": "cpu"})
     if zero["stage"] == 3:
-        _fill_zero3_buckets(zero, cfg.model)
+        family = get_family(cfg.names["model"])
+        _fill_zero3_buckets(zero, family.dims(cfg.model) if family.dims else None)
     if ds["gradient_accumulation_steps"] != o.update_freq:
         raise BigseqError(f"--deepspeed-config sets gradient_accumulation_steps={ds['gradient_accumulation_steps']} "
                           f"but --update-freq is {o.update_freq}; make them equal or set it to \"auto\"")
@@ -78,13 +82,12 @@ def build_ds_config(cfg, dp_size: int) -> dict:
     ds.setdefault("steps_per_print", 10**9)
     # bigseq's optimizers (sgd, adafactor, ...) are ordinary torch optimizers; ZeRO partitions any of them
     ds.setdefault("zero_allow_untested_optimizer", True)
-    from bigseq.checkpoint import universal  # DeepSpeed reads load_universal when it loads the checkpoint
-    if universal.loads_universal(cfg):
+    if load_universal:
         ds.setdefault("checkpoint", {}).setdefault("load_universal", True)
     return ds
 
 
-def _fill_zero3_buckets(zero: dict, model_cfg) -> None:
+def _fill_zero3_buckets(zero: dict, dims: ModelDims | None) -> None:
     """ZeRO-3 buffer sizes from the hidden size d, as transformers' DeepSpeed integration sets them.
 
     DeepSpeed's defaults (5e8-element reduce bucket, 5e7 prefetch) are sized for billion-parameter
@@ -93,9 +96,9 @@ def _fill_zero3_buckets(zero: dict, model_cfg) -> None:
     parameters under 10 d elements (norms, biases) stay unpartitioned, as gathering them costs
     more than it saves. Templates that give numbers keep them.
     """
-    d = getattr(model_cfg, "decoder_embed_dim", None)
-    if not d:
+    if dims is None:
         return
+    d = dims.dim
     bucket = max(d * d, 2**20)
     _fill(zero, "reduce_bucket_size", bucket)
     _fill(zero, "stage3_prefetch_bucket_size", int(0.9 * bucket))
@@ -103,7 +106,7 @@ def _fill_zero3_buckets(zero: dict, model_cfg) -> None:
     # Only where a template asks ("auto"; ds_configs/zero3_offload.json does): DeepSpeed's 1e9 keeps
     # every gathered layer of a smaller model alive from forward to backward; two layers' worth
     # (one computing, one prefetched) frees each after use, for more all-gathers.
-    layer = 4 * d * d + 3 * d * (getattr(model_cfg, "decoder_ffn_embed_dim", None) or 4 * d)
+    layer = 4 * d * d + 3 * d * dims.ffn_dim
     for key in ("stage3_max_live_parameters", "stage3_max_reuse_distance"):
         if zero.get(key) == "auto":
             zero[key] = 2 * layer
@@ -140,11 +143,11 @@ def build_lr_scheduler(cfg, optimizer):
                                                 max_update=cfg.optimization.max_update)
 
 
-def initialize(cfg, model: torch.nn.Module, dp_size: int):
+def initialize(cfg, model: torch.nn.Module, dp_size: int, *, load_universal: bool = False):
     """-> (engine, optimizer, lr_scheduler, ds_config). Non-finite updates can be skipped via the returned objects."""
     import deepspeed
 
-    ds_config = build_ds_config(cfg, dp_size)
+    ds_config = build_ds_config(cfg, dp_size, load_universal=load_universal)
     optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad], ds_config)
     scheduler = SkippableLRScheduler(build_lr_scheduler(cfg, optimizer), optimizer)
     make_step_skippable(optimizer)  # after the scheduler: torch's LRScheduler re-wraps optimizer.step
@@ -173,6 +176,3 @@ def model_init_context(cfg, dp_size: int):
         cpu_allocator.return_freed_memory()
     return zero3.init_context(ds_config)
 
-
-def world_info() -> dict:
-    return {"world_size": int(os.environ.get("WORLD_SIZE", "1"))}

@@ -60,19 +60,21 @@ def model_shape(arch: str, vocab_size: int) -> ModelShape:
 
     import bigseq.models  # noqa: F401  (registers the families)
     from bigseq import registry
+    from bigseq.models.family import get_family
     model_name, make_config = registry.ARCH_REGISTRY.get(arch)  # unknown names: BigseqError with the list
+    family = get_family(model_name)
     cfg = make_config()
-    if not hasattr(cfg, "decoder_layers") or not hasattr(cfg, "vocab_size"):
-        raise BigseqError(f"--arch {arch} is not a decoder-only language model; estimate-memory covers "
-                          f"transformer_lm architectures")
+    if family.dims is None or not hasattr(cfg, "vocab_size"):
+        raise BigseqError(f"--arch {arch}: the {model_name} family does not describe its sizes (ModelFamily.dims); "
+                          f"estimate-memory covers families that do, e.g. transformer_lm architectures")
     cfg = dataclasses.replace(cfg, vocab_size=vocab_size)
     with torch.device("meta"):
-        model = registry.MODEL_REGISTRY.build(model_name, cfg, SimpleNamespace(vocab_size=vocab_size, pad_idx=1))
+        model = family.build(cfg, SimpleNamespace(vocab_size=vocab_size, pad_idx=1), 1)
     largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
+    d = family.dims(cfg)
     return ModelShape(num_params=sum(p.numel() for p in model.parameters()), largest_layer_params=largest,
-                      layers=cfg.decoder_layers, dim=cfg.decoder_embed_dim, ffn_dim=cfg.decoder_ffn_embed_dim,
-                      heads=cfg.decoder_attention_heads, kv_heads=cfg.decoder_kv_heads or cfg.decoder_attention_heads,
-                      vocab_size=vocab_size, gated_ffn=cfg.activation_fn in ("swiglu", "geglu"))
+                      layers=d.layers, dim=d.dim, ffn_dim=d.ffn_dim, heads=d.heads, kv_heads=d.kv_heads,
+                      vocab_size=vocab_size, gated_ffn=d.gated_ffn)
 
 
 def activation_bytes(shape: ModelShape, micro_batch: int, seq_len: int, bytes_per_value: int,

@@ -20,8 +20,9 @@ from deepspeed.pipe import LayerSpec, PipelineModule, TiedLayerSpec
 from deepspeed.runtime import utils as ds_utils
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
-from bigseq import registry
+from bigseq.data.batch import LMBatch
 from bigseq.errors import BigseqError
+from bigseq.models.family import get_family
 from bigseq.models.pipeline_layers import PipelineLayer
 from bigseq.modules.init import construct_without_default_init, init_params_by_name
 
@@ -64,20 +65,19 @@ class PipelineLoss:
     def __call__(self, logits_BTV: torch.Tensor, labels) -> torch.Tensor:
         target_BT, scale = labels
         ntokens = int(target_BT.ne(self.criterion.padding_idx).sum())
-        sample = {"net_input": {}, "target": target_BT, "ntokens": ntokens, "nsentences": target_BT.shape[0]}
-        loss, _, log = self.criterion(lambda: logits_BTV, sample)
+        rows = target_BT.shape[0]
+        sample = LMBatch(ids=torch.full((rows,), -1), tokens=target_BT, targets=target_BT, ntokens=ntokens,
+                         nsentences=rows, global_ntokens=ntokens)
+        loss, _, log = self.criterion(lambda **_: logits_BTV, sample)
         self.loss_sum += float(log.get("loss", 0.0))
         self.nll_loss_sum += float(log.get("nll_loss", 0.0))
         return loss * scale.to(loss.dtype)
 
 
 def family_layers(cfg, task) -> list[PipelineLayer]:
-    family = cfg.names["model"]
-    model_cls = registry.MODEL_REGISTRY.get(family).cls
-    if getattr(model_cls, "pipeline_layers", None) is None:
-        raise BigseqError(f"pipeline parallelism is not supported for the {family} family (--arch "
-                          f"{cfg.names['arch']}: its model defines no pipeline_layers); use --pipeline-parallel-size 1")
-    return model_cls.pipeline_layers(cfg.model, task)
+    family = get_family(cfg.names["model"])
+    family.check_pipeline(cfg.names["arch"])
+    return family.pipeline_layers(cfg.model, task)
 
 
 def _param_count(layer: PipelineLayer) -> int:

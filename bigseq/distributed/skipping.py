@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import warnings
 
-# torch warns when optimizer.step is re-wrapped after the scheduler was built; bigseq does it on purpose
-warnings.filterwarnings("ignore", message=".*optimizer.step\\(\\)` has been overridden.*")
-
 
 def make_step_skippable(optimizer) -> None:
     """Give the optimizer a `skip_next_step` flag honoured by its step()."""
@@ -35,7 +32,10 @@ class SkippableLRScheduler:
 
     def step(self, *args, **kwargs):
         if not getattr(self.optimizer, "skip_next_step", False):
-            self.scheduler.step()
+            with warnings.catch_warnings():
+                # torch warns that optimizer.step was re-wrapped after the scheduler was built: on purpose
+                warnings.filterwarnings("ignore", message=".*optimizer.step\\(\\)` has been overridden.*")
+                self.scheduler.step()
 
     def get_last_lr(self):
         return self.scheduler.get_last_lr()

@@ -58,10 +58,6 @@ class BaseProgressBar:
     def stream(self):
         return self._stream if self._stream is not None else sys.stdout
 
-    def should_log(self, step: int) -> bool:
-        """True every ``log_interval`` updates (the caller decides when to call ``log``)."""
-        return self.log_interval > 0 and step % self.log_interval == 0
-
     def __len__(self) -> int:
         return self.total if self.total is not None else len(self.iterable)
 

@@ -44,9 +44,3 @@ class KVCache:
 
     def __len__(self) -> int:
         return len(self.layers)
-
-    def reorder(self, index_B: torch.Tensor) -> None:
-        """Keep/duplicate batch rows (beam search, dropping finished rows)."""
-        for lc in self.layers:
-            lc.keys_BSHD = lc.keys_BSHD.index_select(0, index_B)
-            lc.values_BSHD = lc.values_BSHD.index_select(0, index_B)

@@ -6,11 +6,10 @@ logging_output)``; the Trainer handles everything distributed around them.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
 from bigseq import registry
+from bigseq.models.family import get_family
 
 
 class Task:
@@ -34,19 +33,15 @@ class Task:
     def eos_idx(self) -> int:
         raise NotImplementedError
 
+    @property
+    def sequence_length(self) -> int:
+        """Tokens per training sample, for the FLOPs estimate (0: samples have no fixed length)."""
+        return 0
+
     # components -------------------------------------------------------------
-    def build_model(self, model_name: str, model_cfg, seed: int | None = None):
-        """The model; with `seed`, its weights from that seed: passed to a ``build`` that takes one (built
-        once), else through ``reset_parameters(seed)`` after building, for models that have it."""
-        if seed is None:
-            return registry.MODEL_REGISTRY.build(model_name, model_cfg, self)
-        builder = getattr(registry.MODEL_REGISTRY.get(model_name).cls, "build", None)
-        if builder is not None and "seed" in inspect.signature(builder).parameters:
-            return registry.MODEL_REGISTRY.build(model_name, model_cfg, self, seed=seed)
-        model = registry.MODEL_REGISTRY.build(model_name, model_cfg, self)
-        if hasattr(model, "reset_parameters"):
-            model.reset_parameters(seed)
-        return model
+    def build_model(self, model_name: str, model_cfg, seed: int = 1):
+        """The model, every weight a function of (seed, parameter name): built by its family."""
+        return get_family(model_name).build(model_cfg, self, seed)
 
     def build_criterion(self, criterion_name: str, criterion_cfg):
         return registry.CRITERION_REGISTRY.build(criterion_name, criterion_cfg, self)

@@ -17,6 +17,7 @@ from typing import Literal
 from bigseq.data.dictionary import Dictionary
 from bigseq.data.indexed_dataset import MMapIndexedDataset, exists
 from bigseq.data.iterators import EpochBatchIterator
+from bigseq.data.lm_dataset import LMDataset
 from bigseq.data.metadata import METADATA_FILE, read_metadata
 from bigseq.data.token_blocks import TokenBlocks
 from bigseq.data.tokenizer import Tokenizer
@@ -88,6 +89,10 @@ class LanguageModelingTask(Task):
     def eos_idx(self) -> int:
         return self._eos
 
+    @property
+    def sequence_length(self) -> int:
+        return self.cfg.tokens_per_sample
+
     # data -------------------------------------------------------------------------
     def load_dataset(self, split: str) -> TokenBlocks:
         prefix = os.path.join(self.data_dir, split)
@@ -113,7 +118,7 @@ class LanguageModelingTask(Task):
         evenly as possible; a rank left without samples gets one all-pad row.
         """
         blocks = self.datasets[split] if split in self.datasets else self.load_dataset(split)
-        return EpochBatchIterator(blocks, pad_idx=self.pad_idx, batch_size=batch_size, max_tokens=max_tokens,
+        return EpochBatchIterator(LMDataset(blocks, self.pad_idx), batch_size=batch_size, max_tokens=max_tokens,
                                   seed=seed, dp_rank=dp_rank, dp_size=dp_size, update_freq=update_freq,
                                   epoch=epoch, shuffle=shuffle, drop_last=shuffle if drop_last is None else drop_last,
                                   pad_to_length=pad_to_length, name=split)

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from bigseq import cpu_allocator
+from bigseq.distributed import cpu_allocator
 
 # a step allocates and frees (512 x 32768) fp32 logits (64 MB) and their gradient, like an LM's output layer
 _PROBE = """
 import resource, sys, torch
-from bigseq import cpu_allocator
+from bigseq.distributed import cpu_allocator
 applied = cpu_allocator.keep_freed_memory() if sys.argv[1] == "keep" else False
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 hidden = torch.randn(512, 64, requires_grad=True)
@@ -50,7 +50,7 @@ def test_steps_reuse_the_freed_pages():
 # live is deterministic: mallinfo2's mmapped bytes while they are alive.
 _LAYER_PLACEMENT = """
 import ctypes, os, sys, torch
-from bigseq import cpu_allocator
+from bigseq.distributed import cpu_allocator
 class Mallinfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]

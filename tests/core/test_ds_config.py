@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from bigseq import options
+from bigseq.config import train_config as options
 from bigseq.distributed.engine import build_ds_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

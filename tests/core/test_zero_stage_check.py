@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from bigseq.checkpoint.manager import check_zero_stage
+from bigseq.checkpoint.compat import check_zero_stage
 from bigseq.checkpoint.universal_stages import NEUTRAL_KEY
 from bigseq.errors import BigseqError
 

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from bigseq.criterions.cross_entropy import CrossEntropyConfig
 from bigseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyConfig
+from bigseq.data.batch import LMBatch
 from bigseq.errors import BigseqError
 from bigseq.registry import CRITERION_REGISTRY
 
@@ -44,7 +45,8 @@ def make_sample():
     target = torch.tensor([[4, 5, 6, 2], [7, 3, PAD, PAD]])
     src = torch.tensor([[2, 4, 5, 6], [2, 7, 3, PAD]])
     ntokens = int((target != PAD).sum())
-    return {"net_input": {"src_tokens": src}, "target": target, "ntokens": ntokens, "nsentences": 2}
+    return LMBatch(ids=torch.arange(2), tokens=src, targets=target, ntokens=ntokens, nsentences=2,
+                   global_ntokens=ntokens)
 
 
 def build(name, cfg):
@@ -53,9 +55,9 @@ def build(name, cfg):
 
 def hand_loss(model, sample, eps):
     """fairseq's smoothed target written out: 1 - eps on the target, eps / (V - 1) on each other class."""
-    lprobs = torch.log_softmax(model(**sample["net_input"]).double(), -1)
+    lprobs = torch.log_softmax(model(**sample.net_input).double(), -1)
     loss = nll = 0.0
-    for b, row in enumerate(sample["target"].tolist()):
+    for b, row in enumerate(sample.targets.tolist()):
         for t, tgt in enumerate(row):
             if tgt == PAD:
                 continue
@@ -95,7 +97,7 @@ def test_pad_positions_do_not_contribute():
     crit = build("label_smoothed_cross_entropy",
                  LabelSmoothedCrossEntropyConfig(label_smoothing=0.1, loss_impl="torch"))
     before = crit(model, sample)[0].item()
-    sample["net_input"]["src_tokens"][1, 3] = 9  # input under a pad target changes the logits there only
+    sample.tokens[1, 3] = 9  # input under a pad target changes the logits there only
     assert crit(model, sample)[0].item() == pytest.approx(before, rel=1e-6)
 
 
@@ -103,8 +105,8 @@ def test_z_loss_adds_squared_logsumexp():
     model, sample = TinyLM(), make_sample()
     plain = build("cross_entropy", CrossEntropyConfig(loss_impl="torch"))(model, sample)[0].item()
     with_z = build("cross_entropy", CrossEntropyConfig(z_loss=1e-2, loss_impl="torch"))(model, sample)[0].item()
-    logits = model(**sample["net_input"])
-    lse = torch.logsumexp(logits.double(), -1)[sample["target"] != PAD]
+    logits = model(**sample.net_input)
+    lse = torch.logsumexp(logits.double(), -1)[sample.targets != PAD]
     assert with_z - plain == pytest.approx(1e-2 * (lse ** 2).sum().item(), rel=1e-4)
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from bigseq.data.iterators import EpochBatchIterator
+from bigseq.data.lm_dataset import LMDataset
 from bigseq.data.token_blocks import TokenBlocks
 from bigseq.errors import BigseqError
 
@@ -19,9 +20,9 @@ def make_blocks(mode="eos", num_docs=100, seed=0):
 
 
 def iterator(blocks, **kw):
-    args = dict(pad_idx=PAD, batch_size=8, max_tokens=None, seed=3, dp_rank=0, dp_size=1, update_freq=2)
+    args = dict(batch_size=8, max_tokens=None, seed=3, dp_rank=0, dp_size=1, update_freq=2)
     args.update(kw)
-    return EpochBatchIterator(blocks, **args)
+    return EpochBatchIterator(LMDataset(blocks, PAD), **args)
 
 
 def epoch_updates(it, limit=None):
@@ -35,12 +36,12 @@ def epoch_updates(it, limit=None):
 
 def concat_ranks(per_rank_samples):
     """Rank slices of one micro-batch -> the full micro-batch (what one process would see)."""
-    width = per_rank_samples[0]["target"].shape[1]
-    assert all(s["target"].shape[1] == width for s in per_rank_samples)  # same padding on every rank
-    return {"id": torch.cat([s["id"] for s in per_rank_samples]),
-            "src": torch.cat([s["net_input"]["src_tokens"] for s in per_rank_samples]),
-            "target": torch.cat([s["target"] for s in per_rank_samples]),
-            "ntokens": sum(s["ntokens"] for s in per_rank_samples)}
+    width = per_rank_samples[0].targets.shape[1]
+    assert all(s.targets.shape[1] == width for s in per_rank_samples)  # same padding on every rank
+    return {"id": torch.cat([s.ids for s in per_rank_samples]),
+            "src": torch.cat([s.tokens for s in per_rank_samples]),
+            "target": torch.cat([s.targets for s in per_rank_samples]),
+            "ntokens": sum(s.ntokens for s in per_rank_samples)}
 
 
 @pytest.mark.parametrize("mode", ["none", "eos"])
@@ -54,30 +55,30 @@ def test_rank_slices_reproduce_the_single_process_batches(mode):
         for u, update in enumerate(single):
             for m, sample in enumerate(update):
                 parts = [ranks[r][u][m] for r in range(dp_size)]
-                assert all(p["nsentences"] == 8 // dp_size for p in parts)
+                assert all(p.nsentences == 8 // dp_size for p in parts)
                 joined = concat_ranks(parts)
-                assert torch.equal(joined["id"], sample["id"])
-                assert torch.equal(joined["src"], sample["net_input"]["src_tokens"])
-                assert torch.equal(joined["target"], sample["target"])
-                assert joined["ntokens"] == sample["ntokens"] == sample["global_ntokens"]
-                assert all(p["global_ntokens"] == sample["global_ntokens"] for p in parts)
+                assert torch.equal(joined["id"], sample.ids)
+                assert torch.equal(joined["src"], sample.tokens)
+                assert torch.equal(joined["target"], sample.targets)
+                assert joined["ntokens"] == sample.ntokens == sample.global_ntokens
+                assert all(p.global_ntokens == sample.global_ntokens for p in parts)
 
 
 def test_sample_contents_and_padding():
     blocks = make_blocks("eos")
     sample = epoch_updates(iterator(blocks, update_freq=1), limit=1)[0][0]
-    src, tgt = sample["net_input"]["src_tokens"], sample["target"]
-    for row, i in enumerate(sample["id"].tolist()):
+    src, tgt = sample.tokens, sample.targets
+    for row, i in enumerate(sample.ids.tolist()):
         tokens = blocks[i]
         n = len(tokens) - 1
         assert src[row, :n].tolist() == tokens[:-1].tolist() and tgt[row, :n].tolist() == tokens[1:].tolist()
         assert (src[row, n:] == PAD).all() and (tgt[row, n:] == PAD).all()
-    assert sample["ntokens"] == int((tgt != PAD).sum()) and src.dtype == torch.int64
+    assert sample.ntokens == int((tgt != PAD).sum()) and src.dtype == torch.int64
 
 
 def test_resume_mid_epoch_continues_with_the_next_update():
     blocks = make_blocks()
-    full = [[s["id"].tolist() for s in u] for u in epoch_updates(iterator(blocks, dp_rank=1, dp_size=2))]
+    full = [[s.ids.tolist() for s in u] for u in epoch_updates(iterator(blocks, dp_rank=1, dp_size=2))]
     first = iterator(blocks, dp_rank=1, dp_size=2)
     done = epoch_updates(first, limit=3)
     state = first.state_dict()
@@ -86,27 +87,27 @@ def test_resume_mid_epoch_continues_with_the_next_update():
     resumed.load_state_dict(state)
     itr = resumed.next_epoch_itr()
     assert resumed.iterations_in_epoch == 3 and len(itr) == len(full)
-    rest = [[s["id"].tolist() for s in u] for u in itr]
+    rest = [[s.ids.tolist() for s in u] for u in itr]
     assert rest == full[3:] and resumed.end_of_epoch()
     # the checkpoint taken at the end of an epoch starts the next one
     assert resumed.state_dict() == {"epoch": 2, "iterations_in_epoch": 0}
     again = iterator(blocks, dp_rank=1, dp_size=2)
     again.load_state_dict(resumed.state_dict())
-    next_epoch = [[s["id"].tolist() for s in u] for u in epoch_updates(again)]
+    next_epoch = [[s.ids.tolist() for s in u] for u in epoch_updates(again)]
     assert again.epoch == 2 and next_epoch != full
     fresh = iterator(blocks, dp_rank=1, dp_size=2, epoch=2)
-    assert next_epoch == [[s["id"].tolist() for s in u] for u in epoch_updates(fresh)]
+    assert next_epoch == [[s.ids.tolist() for s in u] for u in epoch_updates(fresh)]
 
 
 def test_epochs_shuffle_differently_and_deterministically():
     blocks = make_blocks()
     it = iterator(blocks, update_freq=1)
-    e1 = [u[0]["id"].tolist() for u in epoch_updates(it)]
-    e2 = [u[0]["id"].tolist() for u in epoch_updates(it)]
+    e1 = [u[0].ids.tolist() for u in epoch_updates(it)]
+    e2 = [u[0].ids.tolist() for u in epoch_updates(it)]
     assert it.epoch == 2 and e1 != e2
     assert sorted(sum(e1, [])) == sorted(sum(e2, []))  # same samples, other order (partial batch dropped)
-    assert e1 == [u[0]["id"].tolist() for u in epoch_updates(iterator(blocks, update_freq=1))]
-    assert e1 != [u[0]["id"].tolist() for u in epoch_updates(iterator(blocks, update_freq=1, seed=4))]
+    assert e1 == [u[0].ids.tolist() for u in epoch_updates(iterator(blocks, update_freq=1))]
+    assert e1 != [u[0].ids.tolist() for u in epoch_updates(iterator(blocks, update_freq=1, seed=4))]
 
 
 def test_max_tokens_batches_are_global_and_rank_multiples():
@@ -119,7 +120,7 @@ def test_max_tokens_batches_are_global_and_rank_multiples():
         for u in range(len(per_rank[0])):
             parts = [per_rank[r][u][0] for r in range(dp_size)]
             joined = concat_ranks(parts)
-            assert len(joined["id"]) % dp_size == 0 and len({p["nsentences"] for p in parts}) == 1
+            assert len(joined["id"]) % dp_size == 0 and len({p.nsentences for p in parts}) == 1
             assert joined["src"].numel() <= 40
             seen += joined["id"].tolist()
         assert len(seen) == len(set(seen)) and len(seen) > len(blocks) - 2 * dp_size
@@ -131,11 +132,11 @@ def test_validation_keeps_the_partial_last_batch():
     ranks = [epoch_updates(iterator(blocks, batch_size=4, dp_rank=r, dp_size=4, update_freq=1, shuffle=False,
                                     drop_last=False)) for r in range(4)]
     assert len({len(r) for r in ranks}) == 1 and len(ranks[0]) == -(-n // 4)
-    ids = sorted(i for r in ranks for u in r for i in u[0]["id"].tolist() if i >= 0)
+    ids = sorted(i for r in ranks for u in r for i in u[0].ids.tolist() if i >= 0)
     assert ids == list(range(n))
-    empty = [u[0] for r in ranks for u in r if u[0]["nsentences"] == 0]
+    empty = [u[0] for r in ranks for u in r if u[0].nsentences == 0]
     assert len(empty) == (4 - n % 4) % 4
-    assert all(s["ntokens"] == 0 and (s["target"] == PAD).all() for s in empty)
+    assert all(s.ntokens == 0 and (s.targets == PAD).all() for s in empty)
 
 
 def test_bad_batch_arguments():

@@ -57,7 +57,7 @@ def test_fairseq_dir_loads_as_is(fairseq_dir):
     assert (t.vocab_size, t.pad_idx, t.eos_idx, t.tokenizer) == (16, 1, 2, None)
     stream = np.concatenate(docs)
     it = t.get_batch_iterator("train", batch_size=2, max_tokens=None, seed=1, dp_rank=0, dp_size=1, shuffle=False)
-    targets = [s["target"][s["target"] != 1] for update in it.next_epoch_itr() for s in update]
+    targets = [s.targets[s.targets != 1] for update in it.next_epoch_itr() for s in update]
     # unshuffled, all samples kept: the targets are the stream after its first token, in order
     # (the last partial batch is dropped for training, so compare the covered prefix)
     flat = np.concatenate([x.numpy() for x in targets])
@@ -76,14 +76,14 @@ def test_bigseq_dir_train_and_valid(tmp_path):
     assert t.tokenizer is not None and t.vocab_size == t.tokenizer.vocab_size and (t.pad_idx, t.eos_idx) == (1, 2)
     train = t.get_batch_iterator("train", batch_size=4, max_tokens=None, seed=1, dp_rank=1, dp_size=2, update_freq=2)
     update = next(train.next_epoch_itr())
-    assert len(update) == 2 and update[0]["net_input"]["src_tokens"].shape[0] == 2
-    first_row = update[0]["net_input"]["src_tokens"][0]
+    assert len(update) == 2 and update[0].tokens.shape[0] == 2
+    first_row = update[0].tokens[0]
     assert first_row[0] == 2 and "document number" in t.tokenizer.decode(first_row)
     valid = [t.get_batch_iterator("valid", batch_size=4, max_tokens=None, seed=1, dp_rank=r, dp_size=2,
                                   shuffle=False) for r in range(2)]
     batches = [[u[0] for u in v.next_epoch_itr()] for v in valid]
     assert len(batches[0]) == len(batches[1])
-    assert sum(s["ntokens"] for b in batches for s in b) == t.datasets["valid"].num_targets
+    assert sum(s.ntokens for b in batches for s in b) == t.datasets["valid"].num_targets
 
 
 def test_data_dir_errors(tmp_path, fairseq_dir):

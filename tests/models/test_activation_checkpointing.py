@@ -8,9 +8,9 @@ import torch
 
 import bigseq.models  # noqa: F401  (registers the family)
 from bigseq import registry
+from bigseq.config.train_config import parse_train_config
 from bigseq.errors import BigseqError
 from bigseq.models.transformer_lm import architectures as archs
-from bigseq.options import parse_train_config
 
 VOCAB = 97
 

@@ -4,6 +4,7 @@ Field names follow fairseq's transformer_lm where fairseq has one, so a fairseq
 command line carries over; the defaults are fairseq's `transformer_lm`
 architecture (post-norm, sinusoidal positions, ReLU, scaled embeddings).
 Llama-style fields (RoPE, RMSNorm, SwiGLU, grouped-query attention) are bigseq's.
+Fields declared ``runtime(...)`` may change when a run resumes; the rest is the architecture.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from bigseq.config.flags import runtime
 from bigseq.errors import BigseqError
 from bigseq.modules.feedforward import ACTIVATIONS, GATED_ACTIVATIONS
 
@@ -32,11 +34,11 @@ class TransformerLMConfig:
     """Number of key/value heads for grouped-query attention (None: same as --decoder-attention-heads)."""
     share_decoder_input_output_embed: bool = False
     """Tie the output projection to the input token embedding."""
-    dropout: float = 0.1
+    dropout: float = runtime(0.1)
     """Dropout on embeddings and residual branches (training only)."""
-    attention_dropout: float = 0.0
+    attention_dropout: float = runtime(0.0)
     """Dropout on attention weights; must be 0: bigseq.kernels.attention has no dropout."""
-    activation_dropout: float = 0.0
+    activation_dropout: float = runtime(0.0)
     """Dropout after the feed-forward activation (training only)."""
     activation_fn: ActivationName = "relu"
     """Feed-forward activation; swiglu/geglu use a gated block (gate, up, down projections)."""
@@ -71,11 +73,11 @@ class TransformerLMConfig:
     """Std of the normal init of weights (embeddings, projections)."""
     scale_residual_init: bool = True
     """Divide the init std of residual output projections by sqrt(2 * --decoder-layers) (GPT-2)."""
-    checkpoint_activations: bool = False
+    checkpoint_activations: bool = runtime(False)
     """Recompute each layer's activations in the backward pass to save memory (training only)."""
-    checkpoint_interval: int = 1
+    checkpoint_interval: int = runtime(1)
     """With --checkpoint-activations: decoder layers per recomputed segment."""
-    attention_impl: str = "torch"
+    attention_impl: str = runtime("torch")
     """bigseq.kernels.attention implementation: auto, triton, cuda or torch."""
 
     def __post_init__(self):

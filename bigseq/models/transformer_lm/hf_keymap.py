@@ -22,6 +22,10 @@ _GPT2_ACT = {"gelu_new": "gelu_new", "gelu_accurate": "gelu_new", "gelu_fast": "
              "relu": "relu", "silu": "silu", "swish": "silu", "tanh": "tanh", "linear": "linear"}
 
 
+HF_MODEL_TYPES = ("gpt2", "llama")
+"""transformers model types this adapter converts (config.json's model_type)."""
+
+
 def hf_style(cfg: TransformerLMConfig) -> Style:
     """Which HF model family represents this config exactly; BigseqError if none does."""
     common = (cfg.decoder_normalize_before and cfg.has_final_norm and not cfg.layernorm_embedding

@@ -28,7 +28,6 @@ from bigseq.modules.init import InitRule, construct_without_default_init, init_p
 from bigseq.modules.kv_cache import KVCache
 from bigseq.modules.norms import build_norm
 from bigseq.modules.transformer_layer import TransformerDecoderLayer
-from bigseq.registry import register_model
 
 
 class TransformerLMEmbedding(nn.Module):
@@ -85,7 +84,6 @@ def init_rules(cfg: TransformerLMConfig) -> list[InitRule]:
     ]
 
 
-@register_model("transformer_lm", TransformerLMConfig)
 class TransformerLanguageModel(BaseModel):
     def __init__(self, cfg: TransformerLMConfig, pad_idx: int | None = None):
         super().__init__()

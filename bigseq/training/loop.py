@@ -9,7 +9,8 @@ from bigseq.checkpoint import manager as ckpt
 from bigseq.distributed.launch_env import device
 from bigseq.distributed.preemption import StopRequest, exit_preempted
 from bigseq.logging import progress_bar
-from bigseq.trainer import Throughput, flops_per_token
+from bigseq.models.family import get_family
+from bigseq.training.throughput import Throughput
 
 
 def _reduce(trainer, sums: dict) -> dict:
@@ -23,14 +24,13 @@ class Run:
         self.cfg, self.trainer, self.task, self.env = cfg, trainer, task, env
         self.start_wall = time.perf_counter()
         # pipeline stages of one replica read the same data: data-parallel rank/size, not the world's
-        self.dp_rank, self.dp_size = getattr(trainer, "dp_rank", env.rank), getattr(trainer, "dp_size", env.world_size)
+        self.dp_rank, self.dp_size = trainer.dp_rank, trainer.dp_size
         self.itr = task.get_batch_iterator(
             cfg.dataset.train_subset, batch_size=cfg.dataset.batch_size, max_tokens=cfg.dataset.max_tokens,
             seed=cfg.common.seed, dp_rank=self.dp_rank, dp_size=self.dp_size,
             update_freq=cfg.optimization.update_freq)
-        seq_len = getattr(cfg.task, "tokens_per_sample", 0)
-        self.throughput = Throughput(flops_per_token(cfg.model, trainer.num_params, seq_len))
-        self.last_valid: dict | None = None
+        family = get_family(cfg.names["model"])
+        self.throughput = Throughput(family.flops_per_token(cfg.model, trainer.num_params, task.sequence_length))
         self.stop_request = StopRequest(cfg.optimization.max_wall_time, env.world_size, device())
         self.preempted = False  # SIGUSR1/SIGTERM or --max-wall-time: save, exit for a requeue
 
@@ -67,7 +67,6 @@ class Run:
             bar = self.progress([], epoch, f"valid on '{split}'")
             bar.print(stats, tag=split, step=self.trainer.num_updates)
             results[split] = stats
-        self.last_valid = results
         return results
 
     def train_epoch(self) -> None:
@@ -80,7 +79,7 @@ class Run:
         for samples in bar:
             out = trainer.train_step(samples)
             self.throughput.add(out["ntokens"])
-            for k in ("loss", "nll_loss", "ntokens", "nsentences", "sample_size"):
+            for k in trainer.sum_keys:
                 window[k] = window.get(k, 0.0) + out[k]
             window["gnorm_sum"] = window.get("gnorm_sum", 0.0) + (out["gnorm"] if math.isfinite(out["gnorm"]) else 0.0)
             window["steps"] = window.get("steps", 0) + 1

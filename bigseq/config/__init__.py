@@ -1,0 +1,19 @@
+"""Configs: dataclasses -> fairseq-style flags (flags.py), YAML files (yaml_file.py), the training
+sections (sections.py) and parsing a whole training config (train_config.py)."""
+
+from bigseq.config.flags import (
+                                 FlagParser,
+                                 add_dataclass_args,
+                                 architecture_values,
+                                 build_config,
+                                 field_docs,
+                                 flag_name,
+                                 main_argv,
+                                 runtime,
+                                 runtime_fields,
+                                 section,
+)
+from bigseq.config.yaml_file import check_yaml_keys, load_yaml
+
+__all__ = ["FlagParser", "add_dataclass_args", "architecture_values", "build_config", "check_yaml_keys",
+           "field_docs", "flag_name", "load_yaml", "main_argv", "runtime", "runtime_fields", "section"]

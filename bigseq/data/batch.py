@@ -1,0 +1,60 @@
+"""Typed batches and the dataset protocol that EpochBatchIterator batches.
+
+A batch is this rank's slice of one global micro-batch. ``global_ntokens`` counts
+the targets of the whole global micro-batch (every rank's slice), so the trainer
+can scale each loss to the mean over the global batch without communication.
+Legend: B rows, T time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+
+@dataclass
+class LMBatch:
+    ids: torch.Tensor
+    """(B,) sample ids; -1 marks the one all-pad row of a rank left without samples."""
+    tokens: torch.Tensor
+    """(B, T) input tokens, right padded."""
+    targets: torch.Tensor
+    """(B, T) the next token of each input position; pad where there is nothing to predict."""
+    ntokens: int
+    """Non-pad targets of this slice."""
+    nsentences: int
+    """Samples in this slice (0 for the all-pad row)."""
+    global_ntokens: int
+    """Non-pad targets of the global micro-batch, all ranks' slices together."""
+    positions: torch.Tensor | None = None
+    """(B, T) position of each token inside its document; None: 0..T-1 on every row."""
+    cu_seqlens: torch.Tensor | None = None
+    """Document boundaries of packed rows (cumulative lengths over the flattened batch); None: one per row."""
+
+    @property
+    def net_input(self) -> dict[str, Any]:
+        """The model's keyword inputs."""
+        out: dict[str, Any] = {"src_tokens": self.tokens}
+        if self.positions is not None:
+            out["positions"] = self.positions
+        return out
+
+
+class Dataset(Protocol):
+    """What EpochBatchIterator batches: sized samples that collate into a typed batch."""
+
+    lengths: np.ndarray
+    """Padded width of each sample in a batch (what --max-tokens counts)."""
+    target_lengths: np.ndarray
+    """Targets each sample contributes to the loss (what global_ntokens sums)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
+
+    def collate(self, samples: list, ids: np.ndarray, *, width: int, global_ntokens: int) -> Any:
+        """This rank's samples -> one batch padded to ``width``; no samples -> one all-pad row."""
+        ...

@@ -1,0 +1,1 @@
+"""Training: the trainers (one update core for plain and pipeline), the loop, evaluation, throughput."""

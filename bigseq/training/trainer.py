@@ -1,0 +1,147 @@
+"""Trainer: one update = `update_freq` micro-batches through the DeepSpeed engine.
+
+Losses are SUMS over target tokens; each micro-batch's loss is divided by the
+update's GLOBAL token count (known from the batch, no communication) and
+multiplied by the data-parallel size (DeepSpeed averages gradients over
+ranks), so the gradient is that of the mean loss over the whole global batch,
+whatever the world size or accumulation. Logged numbers are all-reduced sums,
+never rank 0's slice.
+
+The update core (``train_step``: count the update, the skipped one or the
+overflow, stop after too many non-finite losses in a row) is shared with the
+PipelineTrainer; each trainer only says how its engine runs one update
+(``_run_update``) and one split (``valid_sums``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+
+from bigseq.checkpoint import universal
+from bigseq.distributed import cpu_allocator, zero3
+from bigseq.distributed import engine as ds_engine
+from bigseq.errors import BigseqError
+
+
+class Trainer:
+    num_stages = 1
+
+    def __init__(self, cfg, task, model, criterion, env):
+        self._setup(cfg, task, criterion, env, model, dp_rank=env.rank, dp_size=env.world_size)
+        self.num_params = sum(zero3.full_numel(p) for p in model.parameters())
+        if all(p.device.type == "cpu" for p in model.parameters()):
+            if self.engine.zero_optimization_stage() == 3:
+                cpu_allocator.return_freed_memory()  # memory is the point of ZeRO-3: see cpu_allocator
+            else:
+                cpu_allocator.keep_freed_memory()  # no page faults for each update's fresh buffers
+
+    def _setup(self, cfg, task, criterion, env, module, *, dp_rank: int, dp_size: int) -> None:
+        """What every trainer holds: the engine around ``module`` and the update counters."""
+        self.cfg, self.task, self.criterion, self.env = cfg, task, criterion, env
+        self.dp_rank, self.dp_size = dp_rank, dp_size
+        self.sum_keys = criterion.sum_keys
+        self.engine, self.optimizer, self.lr_scheduler, self.ds_config = ds_engine.initialize(
+            cfg, module, dp_size, load_universal=universal.loads_universal(cfg))
+        self.precision = ds_engine.effective_precision(self.ds_config)
+        self.num_updates = 0
+        self.skipped_nonfinite = 0
+        self.skipped_overflow = 0
+        self._nonfinite_in_a_row = 0
+
+    @property
+    def model(self):
+        return self.engine.module
+
+    def get_lr(self) -> float:
+        return self.lr_scheduler.get_last_lr()[0]
+
+    def startup_report(self) -> list[str]:
+        """Lines printed once at the start of a run (rank 0), after the model line."""
+        lines = []
+        if any(map(zero3.is_partitioned, self.model.parameters())):
+            lines.append(f"ZeRO-3: built sharded, {zero3.resident_numel(self.model):,} of {self.num_params:,} "
+                         f"parameter elements on this rank")
+        return lines
+
+    # the update core --------------------------------------------------------
+    def train_step(self, samples: list) -> dict[str, float]:
+        """One update over this rank's slices of `update_freq` global micro-batches."""
+        overflow_before = self.engine.skipped_steps
+        sums, gnorm, finite = self._run_update(samples)
+        if not finite:
+            self._on_nonfinite()
+        else:
+            self._nonfinite_in_a_row = 0
+            if self.engine.skipped_steps > overflow_before:
+                self.skipped_overflow += 1
+            else:
+                self.num_updates += 1
+        if gnorm is None:
+            gnorm = self.engine.get_global_grad_norm()
+        out = dict(zip(self.sum_keys, sums.tolist()))
+        out["gnorm"] = float(gnorm) if gnorm is not None else float("nan")
+        out["lr"] = self.get_lr()
+        return out
+
+    def _run_update(self, samples: list) -> tuple[torch.Tensor, float | None, bool]:
+        """-> (all-reduced logging sums, gradient norm or None for the engine's, whether the loss was finite)."""
+        global_ntokens = sum(int(s.global_ntokens) for s in samples)
+        scale = self.env.world_size / max(global_ntokens, 1)
+        sums = self._zero_sums()
+        for i, sample in enumerate(samples):
+            loss, _, log = self.task.train_step(sample, self.engine, self.criterion)
+            self.engine.backward(loss * scale, scale_wrt_gas=False)
+            sums += self._as_sums(log)
+            if i < len(samples) - 1:
+                self.engine.step()  # not a boundary: DeepSpeed only counts the micro-step
+        self._all_reduce(sums)
+        finite = math.isfinite(float(sums[0]))
+        gnorm = self._grad_norm_stage0() if finite else float("nan")
+        self.optimizer.skip_next_step = not finite
+        try:
+            self.engine.step()
+        finally:
+            self.optimizer.skip_next_step = False
+        return sums, gnorm, finite
+
+    def _on_nonfinite(self) -> None:
+        self.skipped_nonfinite += 1
+        self._nonfinite_in_a_row += 1
+        limit = self.cfg.common.max_nonfinite_updates
+        if self._nonfinite_in_a_row >= limit:
+            raise BigseqError(f"the loss was non-finite for {limit} updates in a row (each was skipped); "
+                              f"lower --lr, set --clip-norm, use --precision fp32/bf16, or check the data "
+                              f"(--max-nonfinite-updates sets the limit)")
+
+    def _grad_norm_stage0(self) -> float | None:
+        """DeepSpeed computes the norm itself except for fp32 without ZeRO; compute it there."""
+        if self.engine.zero_optimization() or self.precision != "fp32":
+            return None
+        grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
+        return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+
+    # logging sums -------------------------------------------------------------
+    def _zero_sums(self) -> torch.Tensor:
+        return torch.zeros(len(self.sum_keys), dtype=torch.float64)
+
+    def _as_sums(self, log: dict) -> torch.Tensor:
+        return torch.tensor([float(log.get(k, 0.0)) for k in self.sum_keys], dtype=torch.float64)
+
+    def _all_reduce(self, sums: torch.Tensor) -> torch.Tensor:
+        if self.env.world_size > 1:
+            dist.all_reduce(sums)
+        return sums
+
+    @torch.no_grad()
+    def valid_sums(self, batches) -> dict[str, float]:
+        """Summed logging outputs over a whole split (all ranks)."""
+        sums = self._zero_sums()
+        for sample in batches:
+            if sample is None or sample.nsentences == 0:
+                continue
+            _, _, log = self.task.valid_step(sample, self.engine, self.criterion)
+            sums += self._as_sums(log)
+        return dict(zip(self.sum_keys, self._all_reduce(sums).tolist()))
