@@ -16,6 +16,7 @@ from typing import Any
 from bigseq import registry
 from bigseq.config.flags import FlagParser, add_dataclass_args, build_config, flat_fields, main_argv
 from bigseq.config.sections import COMPONENT_DEFAULTS, SECTIONS, DistributedConfig, TrainConfig
+from bigseq.config.wall_time import parse_wall_time
 from bigseq.config.yaml_file import check_yaml_keys, load_yaml
 from bigseq.errors import BigseqError
 
@@ -103,8 +104,7 @@ def validate_train_config(cfg: TrainConfig) -> None:
     if cfg.distributed.offload_optimizer == "cpu" and cfg.distributed.zero_stage == 0:
         raise BigseqError("--offload-optimizer cpu needs --zero-stage 1, 2 or 3")
     validate_pipeline_config(cfg.distributed)
-    from bigseq.distributed.preemption import parse_wall_time  # a bad --max-wall-time fails before any process group
-    parse_wall_time(o.max_wall_time)
+    parse_wall_time(o.max_wall_time)  # a bad --max-wall-time fails before any process group
     unify_activation_checkpointing(cfg)
 
 

@@ -76,11 +76,9 @@ def _count_invalid(err: UnicodeDecodeError):
     return "\ufffd", err.end
 
 
-codecs.register_error("bigseq-count-invalid", _count_invalid)
-
-
 def count_invalid_utf8(path: str) -> int:
     """Number of bytes of ``path`` that are not valid UTF-8 (decoded at C speed when there are none)."""
+    codecs.register_error("bigseq-count-invalid", _count_invalid)  # the same handler every time
     opener = _OPENERS.get(os.path.splitext(path)[1], open)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="bigseq-count-invalid")
     before = _invalid_bytes[0]

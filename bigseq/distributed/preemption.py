@@ -17,31 +17,12 @@ import time
 import torch
 import torch.distributed as dist
 
+from bigseq.config.wall_time import parse_wall_time
 from bigseq.distributed.launch_env import shutdown
-from bigseq.errors import BigseqError
 
 # sysexits.h EX_TEMPFAIL, "temporary failure; retry later": a checkpoint was saved, run the job again
 PREEMPTED_EXIT_CODE = 75
 SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
-
-
-def parse_wall_time(text: str | None) -> float | None:
-    """'5400', '90.5', '1:30:00' (H:MM:SS) or '30:00' (MM:SS) -> seconds; None -> no limit."""
-    if text is None or str(text).strip() == "":
-        return None
-    parts = str(text).strip().split(":")
-    try:
-        if len(parts) > 3 or any(p.strip() == "" for p in parts):
-            raise ValueError
-        seconds = 0.0
-        for p in parts:
-            seconds = seconds * 60 + float(p)
-    except ValueError:
-        raise BigseqError(f"--max-wall-time {text!r} is not a duration; give seconds (5400) or "
-                          f"HH:MM:SS (1:30:00)") from None
-    if seconds <= 0:
-        raise BigseqError(f"--max-wall-time {text!r} must be positive; give seconds (5400) or HH:MM:SS (1:30:00)")
-    return seconds
 
 
 class StopRequest:
