@@ -1,10 +1,7 @@
-"""Suite-wide settings, applied before any test starts a process."""
+"""Suite-wide set-up: what bigseq's entry points do before anything imports deepspeed."""
 
-import os
-import sys
+from bigseq.distributed import name_accelerator
 
-# DeepSpeed JIT-compiles its CPU ops (DeepSpeedCPUAdam) into TORCH_EXTENSIONS_DIR behind a
-# lock file; a build killed midway leaves the lock and every later build waits on it
-# forever. The suite keeps its builds inside its own virtual environment, so a stale
-# lock elsewhere on the machine cannot stall it, and a fresh checkout builds afresh.
-os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
+
+def pytest_configure(config):
+    name_accelerator()  # CPU-only machines: DeepSpeed's CPU accelerator, named up front (no auto-detect warning)

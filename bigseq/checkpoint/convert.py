@@ -16,6 +16,7 @@ import tempfile
 
 import torch
 
+from bigseq.atomic_files import write_json
 from bigseq.config import build_config
 from bigseq.errors import BigseqError
 from bigseq.models.family import get_family, hf_family
@@ -51,11 +52,6 @@ def _save_tensors(state: dict[str, torch.Tensor], path: str) -> None:
     save_file({k: v.detach().to("cpu").contiguous() for k, v in state.items()}, path, metadata={"format": "pt"})
 
 
-def _write_json(path: str, obj) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, default=str)
-
-
 def _copy_tokenizer(src_dir: str | None, dest: str) -> bool:
     names = [n for n in TOKENIZER_FILES if src_dir and os.path.isfile(os.path.join(src_dir, n))]
     for name in names:
@@ -71,7 +67,7 @@ def to_safetensors(path: str, out_dir: str, *, data: str | None = None) -> str:
     with _Staging(out_dir) as tmp:
         _save_tensors({k: v.float() for k, v in model.state_dict().items()}, os.path.join(tmp, WEIGHTS_FILE))
         _copy_tokenizer(cfg.task.data, tmp)
-        _write_json(os.path.join(tmp, "config.json"), {
+        write_json(os.path.join(tmp, "config.json"), {
             "bigseq_format": FORMAT, "model_name": cfg.names["model"], "model": dataclasses.asdict(model.cfg),
             "pad_idx": task.pad_idx, "vocab_size": meta["vocab_size"], "num_updates": meta["num_updates"],
             "names": cfg.names, "train_config": train_config_to_dict(cfg)})
@@ -151,7 +147,7 @@ def from_hf(hf_dir: str, out_dir: str) -> str:
     with _Staging(out_dir) as tmp:
         _save_tensors({k: v.float() for k, v in state.items()}, os.path.join(tmp, WEIGHTS_FILE))
         _copy_tokenizer(hf_dir, tmp)
-        _write_json(os.path.join(tmp, "config.json"), {
+        write_json(os.path.join(tmp, "config.json"), {
             "bigseq_format": FORMAT, "model_name": family.name, "model": dataclasses.asdict(model_cfg),
             "pad_idx": hf_config.get("pad_token_id"), "vocab_size": model_cfg.vocab_size,
             "source": os.path.abspath(hf_dir)})

@@ -1,4 +1,4 @@
-"""Atomic small-file writes and the `latest` pointer of a save dir."""
+"""A save dir's files: the `latest` pointer, each tag's bigseq_meta.json, and resolving a checkpoint path."""
 
 from __future__ import annotations
 
@@ -9,21 +9,6 @@ import tempfile
 from bigseq.errors import BigseqError
 
 META_FILE = "bigseq_meta.json"
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def read_latest(save_dir: str) -> str | None:
@@ -70,7 +55,3 @@ def check_writable(save_dir: str) -> None:
     except OSError as e:
         raise BigseqError(f"--save-dir {save_dir} is not writable ({e.strerror}); choose another folder "
                           f"or pass --no-save") from None
-
-
-def write_json(path: str, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True))

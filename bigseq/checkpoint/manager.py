@@ -17,6 +17,7 @@ import shutil
 import torch.distributed as dist
 from deepspeed.checkpoint.constants import PIPELINE_REPLICATED_PARAMETER_PATTERNS, UNIVERSAL_CHECKPOINT_INFO
 
+from bigseq.atomic_files import atomic_write_text, write_json
 from bigseq.checkpoint import files, pipeline, universal
 from bigseq.checkpoint.compat import check_compatible
 from bigseq.checkpoint.rng import gather_rng_states, reseed, set_rng_state
@@ -56,12 +57,11 @@ def save(trainer, save_dir: str, extra_state: dict) -> str:
         meta = {"tag": tag, "num_updates": trainer.num_updates, "world_size": env.world_size,
                 "zero_stage": trainer.engine.zero_optimization_stage(), "vocab_size": trainer.task.vocab_size,
                 "names": trainer.cfg.names, "cfg": cfg_dict}
-        layers = getattr(trainer.engine.module, "bigseq_layers", None)
-        if layers is not None:  # universal conversion renames the pipeline's parameters by these
+        if trainer.num_stages > 1:  # universal conversion renames the pipeline's parameters by these
             from bigseq.distributed.pipeline import layer_prefixes
-            meta[pipeline.PREFIXES_KEY] = layer_prefixes(layers)
-        files.write_json(os.path.join(save_dir, tag, files.META_FILE), meta)
-        files.atomic_write_text(os.path.join(save_dir, "latest"), tag)
+            meta[pipeline.PREFIXES_KEY] = layer_prefixes(trainer.engine.module.bigseq_layers)
+        write_json(os.path.join(save_dir, tag, files.META_FILE), meta)
+        atomic_write_text(os.path.join(save_dir, "latest"), tag)
         prune(save_dir, trainer.cfg.checkpoint.keep_last_checkpoints, keep=tag)
     _barrier(env.world_size)
     return tag

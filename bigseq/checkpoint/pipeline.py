@@ -26,7 +26,7 @@ def pipeline_size(meta: dict) -> int:
 
 
 def run_pipeline_size(trainer) -> int:
-    return getattr(trainer, "num_stages", 1)
+    return trainer.num_stages
 
 
 def check_pipeline_size(meta: dict, trainer, where: str) -> None:

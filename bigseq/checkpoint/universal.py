@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 
+from bigseq.atomic_files import atomic_write_text, write_json
 from bigseq.checkpoint import files, pipeline, universal_stages
 from bigseq.errors import BigseqError
 
@@ -85,7 +86,7 @@ def convert_to_universal(path: str, *, workers: int = 1) -> tuple[str, str]:
         if pipeline.pipeline_size(meta) > 1:
             pipeline.rename_to_plain(out, meta, os.path.join(save_dir, tag))
         universal_stages.make_stage_neutral(out, meta["zero_stage"])
-        files.write_json(os.path.join(out, files.META_FILE), {**meta, "tag": out_tag, "universal": True,
+        write_json(os.path.join(out, files.META_FILE), {**meta, "tag": out_tag, "universal": True,
                                                                "source_tag": tag, pipeline.PLAIN_NAMES_KEY: True,
                                                                universal_stages.NEUTRAL_KEY: True})
         if os.path.exists(final):
@@ -93,7 +94,7 @@ def convert_to_universal(path: str, *, workers: int = 1) -> tuple[str, str]:
         os.replace(out, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    files.atomic_write_text(os.path.join(save_dir, LATEST_FILE), out_tag)
+    atomic_write_text(os.path.join(save_dir, LATEST_FILE), out_tag)
     return save_dir, out_tag
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 
+from bigseq.atomic_files import write_json
 from bigseq.errors import BigseqError
 
 METADATA_FILE = "metadata.json"
@@ -29,8 +30,4 @@ def read_metadata(data_dir: str) -> dict:
 
 def write_metadata(data_dir: str, metadata: dict) -> None:
     """Write atomically: a data dir counts as complete once its metadata.json exists."""
-    path = os.path.join(data_dir, METADATA_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(metadata, f, indent=2)
-        f.write("\n")
-    os.replace(path + ".tmp", path)
+    write_json(os.path.join(data_dir, METADATA_FILE), metadata, indent=2, sort_keys=False)

@@ -16,6 +16,7 @@ from typing import Iterable
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from bigseq.atomic_files import atomic_write_text
 from bigseq.errors import BigseqError
 
 SPECIAL_TOKENS = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>"}
@@ -27,13 +28,6 @@ _CANDIDATES = {
     "pad": ("<pad>", "<|pad|>", "[PAD]"),
     "unk": ("<unk>", "<|unk|>", "[UNK]"),
 }
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 class Tokenizer:
@@ -113,11 +107,11 @@ class Tokenizer:
 
     def save(self, folder: str) -> None:
         """Write tokenizer.json + tokenizer_config.json (atomically) into ``folder``."""
-        _atomic_write_text(os.path.join(folder, "tokenizer.json"), self.hf.to_str(pretty=False))
+        atomic_write_text(os.path.join(folder, "tokenizer.json"), self.hf.to_str(pretty=False))
         config = {"tokenizer_class": "PreTrainedTokenizerFast", "bigseq_tokenizer_kind": self.kind,
                   "clean_up_tokenization_spaces": False}
         config.update({f"{role}_token": tok for role, tok in self.special.items() if tok is not None})
-        _atomic_write_text(os.path.join(folder, "tokenizer_config.json"), json.dumps(config, indent=2) + "\n")
+        atomic_write_text(os.path.join(folder, "tokenizer_config.json"), json.dumps(config, indent=2) + "\n")
 
     # use --------------------------------------------------------------------
     @property

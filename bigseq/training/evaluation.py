@@ -6,8 +6,6 @@ import math
 
 import torch
 
-_SUM_KEYS = ("loss", "nll_loss", "ntokens", "nsentences", "sample_size")
-
 
 @torch.no_grad()
 def evaluate_split(task, model, criterion, split: str, *, batch_size, max_tokens, progress=None) -> dict:
@@ -18,10 +16,10 @@ def evaluate_split(task, model, criterion, split: str, *, batch_size, max_tokens
     batches = (s for update in itr.next_epoch_itr() for s in update)
     if progress is not None:
         batches = progress(batches, total=itr.updates_per_epoch)
-    sums = dict.fromkeys(_SUM_KEYS, 0.0)
+    sums = dict.fromkeys(criterion.sum_keys, 0.0)
     for sample in batches:
         _, _, log = task.valid_step(sample, model, criterion)
-        for k in _SUM_KEYS:
+        for k in criterion.sum_keys:
             sums[k] += float(log.get(k, 0.0))
     return sums
 

@@ -18,6 +18,7 @@ sys.path.insert(0, ROOT)
 from bigseq.cli import eval_lm  # noqa: E402
 from bigseq.data.corpus import build_stdlib_corpus  # noqa: E402
 from bigseq.data.unigram import unigram_perplexity  # noqa: E402
+from bigseq.distributed import name_accelerator  # noqa: E402
 
 WORK = os.path.join(ROOT, "quickstart")
 PROMPT = "def read_config(path):\n    "
@@ -30,6 +31,7 @@ def bigseq(*args: str) -> None:
 
 
 def main() -> None:
+    name_accelerator()  # eval-lm runs in this process
     t0 = time.time()
     raw, data = os.path.join(WORK, "raw"), os.path.join(WORK, "data")
     corpus = build_stdlib_corpus(raw)
