@@ -8,8 +8,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bigseq.cli.train import cli_main  # noqa: E402
-from bigseq.distributed.launch_env import run_entry_point  # noqa: E402
+from bigseq.distributed import name_accelerator  # noqa: E402
 
 if __name__ == "__main__":
+    name_accelerator()  # before bigseq.cli.train imports deepspeed
+    from bigseq.cli.train import cli_main
+    from bigseq.distributed.launch_env import run_entry_point
     run_entry_point(cli_main)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from bigseq.distributed import name_accelerator
+
 COMMANDS = {
     "preprocess": ("bigseq.cli.preprocess", "Tokenize and binarize raw text into mmap .bin/.idx files"),
     "train": ("bigseq.cli.train", "Train a model inside a DeepSpeed engine"),
@@ -28,6 +30,7 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2
+    name_accelerator()  # before a command's module imports deepspeed
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         import difflib
