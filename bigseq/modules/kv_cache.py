@@ -4,8 +4,8 @@ One preallocated (B, max_len, H_kv, D) key and value tensor per layer. A layer
 gets its own view (``cache.layer(i)``) and writes the keys of positions
 ``start_pos .. start_pos + T - 1``; attention then runs over the first
 ``start_pos + T`` cached positions. A decoder layer with cross-attention also
-keeps the encoder output's keys and values in ``layer(i).encoder``: projected on
-the first step, reused by every later one.
+keeps the encoder output's keys and values in ``layer(i).cross_attn``:
+projected on the first step, reused by every later one.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class LayerKVCache:
     def __init__(self, keys_BSHD: torch.Tensor, values_BSHD: torch.Tensor):
         self.keys_BSHD = keys_BSHD
         self.values_BSHD = values_BSHD
-        self.encoder = StaticKVCache()
+        self.cross_attn = StaticKVCache()  # the encoder keys/values of a cross-attention layer
 
     def update(self, start_pos: int, k_BTHD: torch.Tensor, v_BTHD: torch.Tensor):
         """Store k, v at start_pos; return all keys/values up to start_pos + T."""

@@ -63,7 +63,7 @@ class TransformerDecoderLayer(nn.Module):
         if self.cross_attn is not None:
             attend_source = partial(self.cross_attn, encoder_out_BSE=encoder_out,
                                     key_padding_mask=encoder_padding_mask,
-                                    cache=kv_cache.encoder if kv_cache is not None else None)
+                                    cache=kv_cache.cross_attn if kv_cache is not None else None)
             x_BTD = residual(x_BTD, attend_source, self.cross_attn_norm, self.dropout, self.normalize_before)
         elif encoder_out is not None:
             raise ValueError("encoder_out given to a decoder layer built without cross_attention")
