@@ -96,22 +96,29 @@ def _loss_backend(x: torch.Tensor, impl: str, what: str):
 
 
 def attention(q, k, v, *, causal: bool = True, softmax_scale=None, cu_seqlens=None, max_seqlen=None,
-              impl: str = "auto"):
+              window=None, key_padding_mask=None, impl: str = "auto"):
     """Padded q (B, Sq, Hq, D), k/v (B, Sk, Hkv, D) -> (B, Sq, Hq, D), Hq % Hkv == 0;
     or packed q/k/v (T, H, D) with cu_seqlens (int32, B+1) -> (T, Hq, D).
 
     A causal mask is aligned to the end of the keys; packed documents never attend across.
+    window (causal only): each query sees its last ``window`` keys, itself included.
+    key_padding_mask (B, Sk) bool: True at keys no query attends to.
+    Both are torch-only: impl="auto" falls back to torch, "triton"/"cuda" refuse them.
     """
     validation.check_impl(impl)
     longest = validation.check_attention(q, k, v, causal=causal, softmax_scale=softmax_scale,
                                          cu_seqlens=cu_seqlens, max_seqlen=max_seqlen)
+    validation.check_attention_masks(q, k, causal=causal, window=window, key_padding_mask=key_padding_mask,
+                                     cu_seqlens=cu_seqlens, impl=impl)
     if impl == "cuda":
         return _cuda_decode_via_attention(q, k, v, cu_seqlens, softmax_scale)
     if impl == "auto":
         usable = q.device.type == "cuda" and triton_status(q.device)[0] and q.dtype in KERNEL_DTYPES
-        impl = "triton" if usable and q.shape[-1] in (32, 64, 128, 256) else "torch"
+        masked = window is not None or key_padding_mask is not None
+        impl = "triton" if usable and not masked and q.shape[-1] in (32, 64, 128, 256) else "torch"
     if impl == "torch":
-        return reference.attention(q, k, v, causal=causal, softmax_scale=softmax_scale, cu_seqlens=cu_seqlens)
+        return reference.attention(q, k, v, causal=causal, softmax_scale=softmax_scale, cu_seqlens=cu_seqlens,
+                                   window=window, key_padding_mask=key_padding_mask)
     _require(impl, triton_status(q.device), "attention")
     _check_kernel_dtype("q", q, impl)
     from bigseq.kernels.triton.attention import SUPPORTED_HEAD_DIMS, flash_attention

@@ -10,17 +10,24 @@ import torch
 import torch.nn.functional as F
 
 
-def attention(q, k, v, *, causal: bool, softmax_scale, cu_seqlens=None):
+def attention(q, k, v, *, causal: bool, softmax_scale, cu_seqlens=None, window=None, key_padding_mask=None):
     """Padded q (B, Sq, Hq, D), k/v (B, Sk, Hkv, D); or packed (T, H, D) with cu_seqlens.
 
-    A causal mask is aligned to the END of the keys (decoding with a KV cache).
+    A causal mask is aligned to the END of the keys (decoding with a KV cache); a causal
+    ``window`` keeps the last ``window`` keys of each query, itself included;
+    ``key_padding_mask`` (B, Sk) is True at keys nobody attends to.
     """
     if cu_seqlens is not None:
-        return _packed_attention(q, k, v, causal=causal, softmax_scale=softmax_scale, cu_seqlens=cu_seqlens)
+        return _packed_attention(q, k, v, causal=causal, softmax_scale=softmax_scale, cu_seqlens=cu_seqlens,
+                                 window=window)
     hq, hkv = q.shape[2], k.shape[2]
     q_, k_, v_ = (t.transpose(1, 2) for t in (q, k, v))
     sq, sk = q.shape[1], k.shape[1]
-    if causal and sq != sk:
+    if window is not None or key_padding_mask is not None:
+        mask = allowed_keys(sq, sk, causal=causal, window=window, key_padding_mask=key_padding_mask, device=q.device)
+        out = F.scaled_dot_product_attention(q_, k_, v_, attn_mask=mask, scale=softmax_scale,
+                                             enable_gqa=hq != hkv)
+    elif causal and sq != sk:
         mask = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril(sk - sq)
         out = F.scaled_dot_product_attention(q_, k_, v_, attn_mask=mask, scale=softmax_scale,
                                              enable_gqa=hq != hkv)
@@ -30,7 +37,19 @@ def attention(q, k, v, *, causal: bool, softmax_scale, cu_seqlens=None):
     return out.transpose(1, 2)
 
 
-def _packed_attention(q_THD, k_THD, v_THD, *, causal, softmax_scale, cu_seqlens):
+def allowed_keys(sq: int, sk: int, *, causal: bool, window, key_padding_mask, device) -> torch.Tensor:
+    """Boolean mask, True where query i may attend to key j: (Sq, Sk), or (B, 1, Sq, Sk) with padding."""
+    allowed = torch.ones(sq, sk, dtype=torch.bool, device=device)
+    if causal:
+        allowed = allowed.tril(sk - sq)
+    if window is not None:  # query i sits at key position i + sk - sq; keep keys after i + sk - sq - window
+        allowed = allowed & ~torch.ones_like(allowed).tril(sk - sq - window)
+    if key_padding_mask is not None:
+        allowed = allowed[None, None] & ~key_padding_mask[:, None, None, :]
+    return allowed
+
+
+def _packed_attention(q_THD, k_THD, v_THD, *, causal, softmax_scale, cu_seqlens, window=None):
     """One SDPA call per document, so documents never attend across their boundary."""
     bounds = cu_seqlens.tolist()
     outs = []
@@ -38,7 +57,7 @@ def _packed_attention(q_THD, k_THD, v_THD, *, causal, softmax_scale, cu_seqlens)
         if end == start:
             continue
         doc = [t[start:end].unsqueeze(0) for t in (q_THD, k_THD, v_THD)]
-        outs.append(attention(*doc, causal=causal, softmax_scale=softmax_scale)[0])
+        outs.append(attention(*doc, causal=causal, softmax_scale=softmax_scale, window=window)[0])
     return torch.cat(outs, dim=0) if outs else torch.empty_like(q_THD)
 
 

@@ -65,6 +65,26 @@ def check_attention(q, k, v, *, causal, softmax_scale, cu_seqlens, max_seqlen) -
     return check_cu_seqlens(cu_seqlens, total=q.shape[0], device=q.device, max_seqlen=max_seqlen)
 
 
+def check_attention_masks(q, k, *, causal, window, key_padding_mask, cu_seqlens, impl: str) -> None:
+    """The torch-only masking options: a causal sliding window and a key padding mask."""
+    if window is not None:
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window: expected a positive number of keys or None, got {window!r}")
+        if not causal:
+            raise ValueError("window: a sliding window is causal; pass causal=True or window=None")
+    if key_padding_mask is not None:
+        if cu_seqlens is not None:
+            raise ValueError("key_padding_mask: packed documents (cu_seqlens) have no padding; pass None")
+        check_tensor("key_padding_mask", key_padding_mask, ndim=2, dtypes=(torch.bool,), device=q.device)
+        if tuple(key_padding_mask.shape) != tuple(k.shape[:2]):
+            raise ValueError(f"key_padding_mask: expected (B, Sk) = {tuple(k.shape[:2])}, "
+                             f"got {tuple(key_padding_mask.shape)}")
+    for name, value in (("window", window), ("key_padding_mask", key_padding_mask)):
+        if value is not None and impl in ("triton", "cuda"):
+            raise ValueError(f"{name}: impl={impl!r} does not support it; use impl='torch' "
+                             f"(impl='auto' falls back to torch)")
+
+
 def check_cu_seqlens(cu_seqlens, *, total: int, device, max_seqlen) -> int:
     check_tensor("cu_seqlens", cu_seqlens, ndim=1, dtypes=(torch.int32,), device=device)
     if cu_seqlens.numel() < 2:

@@ -1,8 +1,12 @@
-"""Causal self-attention: q/k/v/out projections, optional RoPE and grouped-query heads.
+"""Self-attention: q/k/v/out projections, optional RoPE, grouped-query heads.
 
-The attention itself is ``bigseq.kernels.attention`` (B, S, H, D layout), whose
-causal mask is aligned to the end of the keys, so a decode step with a KV
-cache attends to every cached position.
+Causal (decoder) or bidirectional (encoder), with an optional sliding window,
+packed documents (``cu_seqlens``) and a key padding mask. The attention itself
+is ``bigseq.kernels.attention`` (B, S, H, D layout), whose causal mask is
+aligned to the end of the keys, so a decode step with a KV cache attends to
+every cached position. Head counts come from the tensor shapes
+(``.view(B, T, -1, head_dim)``), so a layer holding a slice of the heads
+works unchanged. Legend: B batch, T time, S keys, H heads, D dim.
 """
 
 from __future__ import annotations
@@ -12,39 +16,76 @@ import torch.nn as nn
 
 from bigseq import kernels
 from bigseq.modules.kv_cache import LayerKVCache
-from bigseq.modules.rotary import apply_rope, rope_cos_sin
+from bigseq.modules.rotary import RopeConfig, RopeCosSin, RotaryEmbedding, apply_rope
+
+
+def padding_mask_from_lengths(lengths_B: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B,) lengths of right-padded rows -> (B, max_len) bool, True at padding."""
+    return torch.arange(max_len, device=lengths_B.device)[None, :] >= lengths_B[:, None]
 
 
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, *, num_kv_heads: int | None = None, bias: bool = True,
-                 rope_theta: float | None = None, attention_impl: str = "torch"):
+                 rope: RopeConfig | None = None, causal: bool = True, window: int | None = None,
+                 attention_impl: str = "torch"):
         super().__init__()
-        self.num_heads = num_heads
-        self.num_kv_heads = num_kv_heads or num_heads
         self.head_dim = dim // num_heads
-        self.rope_theta = rope_theta
+        self.causal = causal
+        self.window = window
         self.attention_impl = attention_impl
-        self.q_proj = nn.Linear(dim, self.num_heads * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(dim, self.num_kv_heads * self.head_dim, bias=bias)
-        self.v_proj = nn.Linear(dim, self.num_kv_heads * self.head_dim, bias=bias)
-        self.out_proj = nn.Linear(self.num_heads * self.head_dim, dim, bias=bias)
+        # cos/sin normally come from the model's forward; a layer run alone computes its own
+        self.rotary = RotaryEmbedding(self.head_dim, rope) if rope is not None else None
+        kv_dim = (num_kv_heads or num_heads) * self.head_dim
+        self.q_proj = nn.Linear(dim, num_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(dim, kv_dim, bias=bias)
+        self.v_proj = nn.Linear(dim, kv_dim, bias=bias)
+        self.out_proj = nn.Linear(num_heads * self.head_dim, dim, bias=bias)
 
-    def forward(self, x_BTD: torch.Tensor, *, start_pos: int = 0,
-                kv_cache: LayerKVCache | None = None) -> torch.Tensor:
+    def forward(self, x_BTD: torch.Tensor, *, rope: RopeCosSin | None = None, start_pos: int = 0,
+                positions: torch.Tensor | None = None, kv_cache: LayerKVCache | None = None,
+                cu_seqlens: torch.Tensor | None = None,
+                key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, D) at positions start_pos.. (or per token: positions (B, T)) -> (B, T, D).
+
+        rope: the model's cos/sin for these positions. cu_seqlens: document boundaries over the
+        flattened B * T tokens. key_padding_mask (B, T): True at padding (no KV cache then).
+        """
         B, T, _ = x_BTD.shape
-        q = self.q_proj(x_BTD).view(B, T, self.num_heads, self.head_dim)
-        k = self.k_proj(x_BTD).view(B, T, self.num_kv_heads, self.head_dim)
-        v = self.v_proj(x_BTD).view(B, T, self.num_kv_heads, self.head_dim)
-        if self.rope_theta is not None:
-            cos, sin = rope_cos_sin(start_pos, T, self.head_dim, self.rope_theta, x_BTD.device)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q = self.q_proj(x_BTD).view(B, T, -1, self.head_dim)
+        k = self.k_proj(x_BTD).view(B, T, -1, self.head_dim)
+        v = self.v_proj(x_BTD).view(B, T, -1, self.head_dim)
+        if self.rotary is not None:
+            if rope is None:
+                rope = self.rotary.cos_sin(T, start_pos=start_pos, positions=positions, device=x_BTD.device)
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if kv_cache is not None:
+            if cu_seqlens is not None or key_padding_mask is not None:
+                raise ValueError("a KV cache takes neither cu_seqlens nor key_padding_mask; decode unpadded rows")
             k, v = kv_cache.update(start_pos, k, v)
-        if kv_cache is not None and T == 1:
-            # one-token decode step: the split-K decode kernel on CUDA (torch reference elsewhere)
-            seqlens_B = torch.full((B,), k.shape[1], dtype=torch.int32, device=q.device)
-            impl = "auto" if self.attention_impl in ("auto", "cuda") else "torch"
-            out_BTHD = kernels.decode_attention(q[:, 0], k, v, seqlens_B, impl=impl).unsqueeze(1)
-        else:
-            out_BTHD = kernels.attention(q, k, v, causal=True, impl=self.attention_impl)
-        return self.out_proj(out_BTHD.reshape(B, T, self.num_heads * self.head_dim))
+            if T == 1:
+                return self.out_proj(self._decode_step(q, k, v).reshape(B, T, -1))
+        out_BTHD = self._attend(q, k, v, cu_seqlens, key_padding_mask)
+        return self.out_proj(out_BTHD.reshape(B, T, -1))
+
+    def _decode_step(self, q_B1HD: torch.Tensor, k_BSHD: torch.Tensor, v_BSHD: torch.Tensor) -> torch.Tensor:
+        """One new token against the cache: the split-K decode kernel on CUDA (torch reference elsewhere)."""
+        if self.window is not None:
+            k_BSHD, v_BSHD = k_BSHD[:, -self.window:], v_BSHD[:, -self.window:]
+        B, S = k_BSHD.shape[:2]
+        seqlens_B = torch.full((B,), S, dtype=torch.int32, device=q_B1HD.device)
+        impl = "auto" if self.attention_impl in ("auto", "cuda") else "torch"
+        return kernels.decode_attention(q_B1HD[:, 0], k_BSHD, v_BSHD, seqlens_B, impl=impl).unsqueeze(1)
+
+    def _attend(self, q, k, v, cu_seqlens, key_padding_mask) -> torch.Tensor:
+        # only the options in use are passed: the kernels' fast paths take none of them
+        options = {}
+        if self.window is not None:
+            options["window"] = self.window
+        if key_padding_mask is not None:
+            options["key_padding_mask"] = key_padding_mask
+        if cu_seqlens is None:
+            return kernels.attention(q, k, v, causal=self.causal, impl=self.attention_impl, **options)
+        packed = [t.flatten(0, 1) for t in (q, k, v)]  # (B * T, H, D)
+        out_NHD = kernels.attention(*packed, causal=self.causal, cu_seqlens=cu_seqlens, impl=self.attention_impl,
+                                    **options)
+        return out_NHD.view(q.shape)

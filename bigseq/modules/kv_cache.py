@@ -3,7 +3,9 @@
 One preallocated (B, max_len, H_kv, D) key and value tensor per layer. A layer
 gets its own view (``cache.layer(i)``) and writes the keys of positions
 ``start_pos .. start_pos + T - 1``; attention then runs over the first
-``start_pos + T`` cached positions.
+``start_pos + T`` cached positions. A decoder layer with cross-attention also
+keeps the encoder output's keys and values in ``layer(i).cross_attn``:
+projected on the first step, reused by every later one.
 """
 
 from __future__ import annotations
@@ -13,10 +15,27 @@ import torch
 from bigseq.errors import BigseqError
 
 
+class StaticKVCache:
+    """Keys/values of an input that does not grow while decoding (the encoder output)."""
+
+    def __init__(self):
+        self.keys_BSHD: torch.Tensor | None = None
+        self.values_BSHD: torch.Tensor | None = None
+        self.key_padding_mask_BS: torch.Tensor | None = None
+
+    @property
+    def filled(self) -> bool:
+        return self.keys_BSHD is not None
+
+    def store(self, k_BSHD: torch.Tensor, v_BSHD: torch.Tensor, key_padding_mask_BS: torch.Tensor | None) -> None:
+        self.keys_BSHD, self.values_BSHD, self.key_padding_mask_BS = k_BSHD, v_BSHD, key_padding_mask_BS
+
+
 class LayerKVCache:
     def __init__(self, keys_BSHD: torch.Tensor, values_BSHD: torch.Tensor):
         self.keys_BSHD = keys_BSHD
         self.values_BSHD = values_BSHD
+        self.cross_attn = StaticKVCache()  # the encoder keys/values of a cross-attention layer
 
     def update(self, start_pos: int, k_BTHD: torch.Tensor, v_BTHD: torch.Tensor):
         """Store k, v at start_pos; return all keys/values up to start_pos + T."""

@@ -90,6 +90,10 @@ BAD_ATTENTION = [
     ("cu_seqlens", dict(q=torch.randn(9, 2, 8), k=torch.randn(9, 2, 8), v=torch.randn(9, 2, 8), cu_seqlens=CU)),
     ("max_seqlen", dict(q=torch.randn(8, 2, 8), k=torch.randn(8, 2, 8), v=torch.randn(8, 2, 8), cu_seqlens=CU,
                         max_seqlen=4)),
+    ("window", dict(window=0)),
+    ("window", dict(window=2, causal=False)),
+    ("key_padding_mask", dict(key_padding_mask=torch.zeros(1, 3, dtype=torch.bool))),
+    ("key_padding_mask", dict(key_padding_mask=torch.zeros(1, 4))),
 ]
 
 
@@ -101,6 +105,16 @@ def test_bad_attention_input_names_the_argument(arg, override, impl):
     q, k, v = args.pop("q"), args.pop("k"), args.pop("v")
     with pytest.raises(ValueError, match=rf"^{arg}: "):
         attention(q, k, v, **args)
+
+
+@pytest.mark.parametrize("impl", ["triton", "cuda"])
+@pytest.mark.parametrize("option", [dict(window=4), dict(key_padding_mask=torch.zeros(1, 4, dtype=torch.bool))])
+def test_window_and_key_padding_are_torch_only(impl, option):
+    q = torch.randn(1, 4, 2, 32)
+    name = next(iter(option))
+    with pytest.raises(ValueError, match=rf"^{name}: impl='{impl}' does not support it; use impl='torch'"):
+        attention(q, q, q, impl=impl, **option)
+    torch.testing.assert_close(attention(q, q, q, impl="auto", **option), attention(q, q, q, impl="torch", **option))
 
 
 def test_triton_rejects_unsupported_head_dim():

@@ -40,6 +40,14 @@ def test_triton_attention_padded(dtype, D, causal):
     _attention_case(q, k, v, dtype, causal=causal, softmax_scale=None)
 
 
+def test_auto_attention_with_a_window_or_padding_falls_back_to_torch():
+    q, k, v = (torch.randn(2, 64, 4, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    pad = torch.arange(64, device="cuda")[None, :] >= torch.tensor([[64], [40]], device="cuda")
+    for option in (dict(window=16), dict(key_padding_mask=pad)):
+        assert torch.equal(attention(q, k, v, impl="auto", **option), reference.attention(
+            q, k, v, causal=True, softmax_scale=None, **option))
+
+
 @needs_compiled_triton
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_triton_attention_packed(dtype):

@@ -2,8 +2,9 @@
 
 The four parts are separate submodules built from the config alone
 (``TransformerLMEmbedding(cfg)``, ``build_decoder_layer(cfg)``,
-``build_final_norm(cfg)``, the tied or untied output matrix), so a pipeline
-split reuses them unchanged. Parameter names (``embed.tokens.weight``,
+``build_final_norm(cfg)`` in parts.py, the tied or untied output matrix), so a
+pipeline split reuses them unchanged. RoPE's cos/sin are computed once per
+forward and handed to every layer. Parameter names (``embed.tokens.weight``,
 ``layers.3.attn.q_proj.weight``, ``final_norm.weight``,
 ``output_projection.weight``) are what the init and the HF key map key on.
 Legend: B batch, T time, D model dim, V vocabulary.
@@ -12,7 +13,6 @@ Legend: B batch, T time, D model dim, V vocabulary.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 import torch.nn as nn
@@ -22,66 +22,16 @@ from torch.utils.checkpoint import checkpoint
 from bigseq.errors import BigseqError
 from bigseq.models.base import BaseModel
 from bigseq.models.transformer_lm.config import TransformerLMConfig
-from bigseq.modules.dropout import Dropout
-from bigseq.modules.embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
-from bigseq.modules.init import InitRule, construct_without_default_init, init_params_by_name, normal, ones, zeros
+from bigseq.models.transformer_lm.parts import (
+    TransformerLMEmbedding,
+    build_decoder_layer,
+    build_final_norm,
+    init_rules,
+    rope_config,
+)
+from bigseq.modules.init import construct_without_default_init, init_params_by_name
 from bigseq.modules.kv_cache import KVCache
-from bigseq.modules.norms import build_norm
-from bigseq.modules.transformer_layer import TransformerDecoderLayer
-
-
-class TransformerLMEmbedding(nn.Module):
-    """tokens (B, T) -> dropout(norm(scale * tok_emb + pos_emb)) (B, T, D)."""
-
-    def __init__(self, cfg: TransformerLMConfig):
-        super().__init__()
-        d = cfg.decoder_embed_dim
-        self.tokens = nn.Embedding(cfg.vocab_size, d)
-        self.scale = 1.0 if cfg.no_scale_embedding else math.sqrt(d)
-        kind = cfg.position_kind
-        self.positions = (LearnedPositionalEmbedding(cfg.max_target_positions, d) if kind == "learned"
-                          else SinusoidalPositionalEmbedding(d) if kind == "sinusoidal" else None)
-        self.layernorm = build_norm(cfg.norm, d, cfg.norm_eps, cfg.bias) if cfg.layernorm_embedding else None
-        self.dropout = Dropout(cfg.dropout)
-
-    def forward(self, tokens_BT: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
-        x_BTD = self.tokens(tokens_BT)
-        if self.scale != 1.0:
-            x_BTD = x_BTD * self.scale
-        if isinstance(self.positions, LearnedPositionalEmbedding):
-            x_BTD = x_BTD + self.positions(tokens_BT.shape[1], start_pos)
-        elif self.positions is not None:
-            x_BTD = x_BTD + self.positions(tokens_BT.shape[1], start_pos, device=x_BTD.device).to(x_BTD.dtype)
-        if self.layernorm is not None:
-            x_BTD = self.layernorm(x_BTD)
-        return self.dropout(x_BTD)
-
-
-def build_decoder_layer(cfg: TransformerLMConfig) -> TransformerDecoderLayer:
-    return TransformerDecoderLayer(
-        dim=cfg.decoder_embed_dim, num_heads=cfg.decoder_attention_heads, num_kv_heads=cfg.kv_heads,
-        ffn_dim=cfg.decoder_ffn_embed_dim, activation_fn=cfg.activation_fn, norm=cfg.norm, norm_eps=cfg.norm_eps,
-        bias=cfg.bias, normalize_before=cfg.decoder_normalize_before,
-        rope_theta=cfg.rope_theta if cfg.position_kind == "rope" else None, dropout=cfg.dropout,
-        activation_dropout=cfg.activation_dropout, attention_impl=cfg.attention_impl)
-
-
-def build_final_norm(cfg: TransformerLMConfig) -> nn.Module:
-    if cfg.has_final_norm:
-        return build_norm(cfg.norm, cfg.decoder_embed_dim, cfg.norm_eps, cfg.bias)
-    return nn.Identity()
-
-
-def init_rules(cfg: TransformerLMConfig) -> list[InitRule]:
-    """GPT-2/Llama init: N(0, std) weights, residual outputs scaled, zero biases, unit norms."""
-    residual_std = cfg.init_std / math.sqrt(2 * cfg.decoder_layers) if cfg.scale_residual_init else cfg.init_std
-    return [
-        ("*norm.weight", ones()),
-        ("*.bias", zeros()),
-        ("*.attn.out_proj.weight", normal(residual_std)),
-        ("*.ffn.down_proj.weight", normal(residual_std)),
-        ("*", normal(cfg.init_std)),
-    ]
+from bigseq.modules.rotary import RotaryEmbedding
 
 
 class TransformerLanguageModel(BaseModel):
@@ -94,6 +44,8 @@ class TransformerLanguageModel(BaseModel):
         self.pad_idx = pad_idx
         self.embed = TransformerLMEmbedding(cfg)
         self.layers = nn.ModuleList(build_decoder_layer(cfg) for _ in range(cfg.decoder_layers))
+        rope = rope_config(cfg)  # no tensors: cos/sin are computed per forward
+        self.rotary = RotaryEmbedding(cfg.head_dim, rope) if rope is not None else None
         self.final_norm = build_final_norm(cfg)
         self.output_projection = (None if cfg.share_decoder_input_output_embed
                                   else nn.Linear(cfg.decoder_embed_dim, cfg.vocab_size, bias=False))
@@ -122,29 +74,39 @@ class TransformerLanguageModel(BaseModel):
         return pipeline_layers(dataclasses.replace(cfg, vocab_size=task.vocab_size))
 
     # forward ----------------------------------------------------------------
-    def forward(self, src_tokens: torch.Tensor, *, kv_cache: KVCache | None = None,
-                start_pos: int = 0) -> torch.Tensor:
-        """src_tokens (B, T) at positions start_pos.. -> logits (B, T, V)."""
-        return self.output_layer(self.forward_hidden(src_tokens, kv_cache=kv_cache, start_pos=start_pos))
+    def forward(self, src_tokens: torch.Tensor, *, positions: torch.Tensor | None = None,
+                kv_cache: KVCache | None = None, start_pos: int = 0) -> torch.Tensor:
+        """src_tokens (B, T) at positions start_pos.. (or per token: positions (B, T)) -> logits (B, T, V)."""
+        return self.output_layer(self.forward_hidden(src_tokens, positions=positions, kv_cache=kv_cache,
+                                                     start_pos=start_pos))
 
-    def forward_hidden(self, src_tokens: torch.Tensor, *, kv_cache: KVCache | None = None,
-                       start_pos: int = 0) -> torch.Tensor:
-        """src_tokens (B, T) -> hidden states after the final norm (B, T, D)."""
-        x_BTD = self.embed(src_tokens, start_pos)
+    def forward_hidden(self, src_tokens: torch.Tensor, *, positions: torch.Tensor | None = None,
+                       kv_cache: KVCache | None = None, start_pos: int = 0) -> torch.Tensor:
+        """src_tokens (B, T) -> hidden states after the final norm (B, T, D).
+
+        positions (B, T) place each token (position embeddings and RoPE); start_pos is where the
+        tokens go in the KV cache, and their positions when positions is None.
+        """
+        if positions is not None and positions.shape != src_tokens.shape:
+            raise ValueError(f"positions: expected the shape of src_tokens {tuple(src_tokens.shape)}, "
+                             f"got {tuple(positions.shape)}")
+        x_BTD = self.embed(src_tokens, start_pos, positions)
+        rope = (self.rotary.cos_sin(src_tokens.shape[1], start_pos=start_pos, positions=positions,
+                                    device=x_BTD.device) if self.rotary is not None else None)
         recompute = self.cfg.checkpoint_activations and self.training and kv_cache is None and torch.is_grad_enabled()
         if recompute:
             step = max(1, self.cfg.checkpoint_interval)
             for lo in range(0, len(self.layers), step):
-                x_BTD = checkpoint(self._run_layers, x_BTD, lo, lo + step, start_pos, use_reentrant=False)
+                x_BTD = checkpoint(self._run_layers, x_BTD, lo, lo + step, rope, start_pos, use_reentrant=False)
             return self.final_norm(x_BTD)
         for i, layer in enumerate(self.layers):
-            x_BTD = layer(x_BTD, start_pos=start_pos, kv_cache=kv_cache.layer(i) if kv_cache else None)
+            x_BTD = layer(x_BTD, rope=rope, start_pos=start_pos, kv_cache=kv_cache.layer(i) if kv_cache else None)
         return self.final_norm(x_BTD)
 
-    def _run_layers(self, x_BTD: torch.Tensor, lo: int, hi: int, start_pos: int) -> torch.Tensor:
+    def _run_layers(self, x_BTD: torch.Tensor, lo: int, hi: int, rope, start_pos: int) -> torch.Tensor:
         """Layers lo..hi-1: one recomputed segment of activation checkpointing."""
         for layer in self.layers[lo:hi]:
-            x_BTD = layer(x_BTD, start_pos=start_pos)
+            x_BTD = layer(x_BTD, rope=rope, start_pos=start_pos)
         return x_BTD
 
     @property

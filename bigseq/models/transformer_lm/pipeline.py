@@ -4,6 +4,11 @@ embed -> layers.0 .. layers.N-1 -> final_norm -> output projection, with the
 plain model's parameter names as prefixes, so a stage initialises (and later
 consolidates to) exactly the weights of ``TransformerLanguageModel``. Tied
 embeddings are one module (key 'embed') used by the first and the last layer.
+
+Between stages travel the hidden states, or (hidden states, positions (B, T))
+when the first stage is given (tokens, positions); the last decoder layer drops
+the positions. Only hidden states cross a stage boundary, so each decoder layer
+computes RoPE's cos/sin itself (from the positions, or from T).
 """
 
 from __future__ import annotations
@@ -16,10 +21,39 @@ import torch.nn.functional as F
 
 from bigseq.models.pipeline_layers import PipelineLayer
 from bigseq.models.transformer_lm.config import TransformerLMConfig
-from bigseq.models.transformer_lm.model import TransformerLMEmbedding, build_decoder_layer, build_final_norm, init_rules
+from bigseq.models.transformer_lm.parts import TransformerLMEmbedding, build_decoder_layer, build_final_norm, init_rules
 from bigseq.modules.transformer_layer import TransformerDecoderLayer
 
 TIE_KEY = "embed"
+
+
+class PipelineEmbedding(TransformerLMEmbedding):
+    """tokens (B, T) -> hidden; (tokens, positions) -> (hidden, positions)."""
+
+    def forward(self, inputs):
+        if isinstance(inputs, tuple):
+            tokens_BT, positions_BT = inputs
+            return super().forward(tokens_BT, positions=positions_BT), positions_BT
+        return super().forward(inputs)
+
+
+class PipelineDecoderLayer(TransformerDecoderLayer):
+    """hidden -> hidden; (hidden, positions) -> (hidden, positions), or hidden from the last layer."""
+
+    last = False
+
+    def forward(self, inputs):
+        if isinstance(inputs, tuple):
+            x_BTD, positions_BT = inputs
+            x_BTD = super().forward(x_BTD, positions=positions_BT)
+            return x_BTD if self.last else (x_BTD, positions_BT)
+        return super().forward(inputs)
+
+
+def _pipeline_decoder_layer(cfg: TransformerLMConfig, last: bool) -> PipelineDecoderLayer:
+    layer = build_decoder_layer(cfg, PipelineDecoderLayer)
+    layer.last = last
+    return layer
 
 
 def tied_output_logits(embedding: TransformerLMEmbedding, hidden_BTD: torch.Tensor) -> torch.Tensor:
@@ -35,11 +69,14 @@ def pipeline_layers(cfg: TransformerLMConfig) -> list[PipelineLayer]:
     """The model (vocab_size set) as PipelineLayers; their composition is the plain forward."""
     rules = init_rules(cfg)
     tied = cfg.share_decoder_input_output_embed
-    embed = partial(TransformerLMEmbedding, cfg)
+    # cls names the public class (what --pipeline-partition-method type:<Class> matches); the built
+    # modules are its pipeline forms, which take and pass on the positions
+    embed = partial(PipelineEmbedding, cfg)
     layers = [PipelineLayer(TransformerLMEmbedding, embed, "embed.", rules, tie_key=TIE_KEY if tied else None,
                             tied_weight="tokens.weight" if tied else None)]
-    layers += [PipelineLayer(TransformerDecoderLayer, partial(build_decoder_layer, cfg), f"layers.{i}.", rules)
-               for i in range(cfg.decoder_layers)]
+    n = cfg.decoder_layers
+    layers += [PipelineLayer(TransformerDecoderLayer, partial(_pipeline_decoder_layer, cfg, i == n - 1),
+                             f"layers.{i}.", rules) for i in range(n)]
     if cfg.has_final_norm:
         norm_cls = type(build_final_norm(cfg))
         layers.append(PipelineLayer(norm_cls, partial(build_final_norm, cfg), "final_norm.", rules))
