@@ -7,7 +7,7 @@ import json
 import os
 
 from bigseq.checkpoint import pipeline, universal_stages
-from bigseq.config.flags import architecture_values, flat_fields
+from bigseq.config.fields import architecture_values, flat_fields
 from bigseq.errors import BigseqError
 from bigseq.models.family import get_family
 

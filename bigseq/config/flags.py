@@ -3,12 +3,9 @@
 A config is a ``@dataclass(kw_only=True)`` whose fields carry a docstring (a
 string literal on the line after the field) that becomes the flag's --help
 text. ``--decoder-layers`` is the flag of field ``decoder_layers``.
-One level of nesting: a field declared with ``section(EncoderConfig, "encoder_")``
-holds a config of its own whose fields get the prefix, so ``cfg.encoder.embed_dim``
-is ``--encoder-embed-dim`` (fairseq's flat names) and an encoder-decoder config
-declares its encoder and decoder once. Fields declared with ``runtime(...)`` may
-change when a run resumes (dropouts, kernels, recomputation); the others are the
-architecture. Precedence: dataclass default (or the named architecture) < YAML < flags.
+One level of nesting (``section(...)``, see fields.py): a nested config's fields get
+its prefix, so ``cfg.encoder.embed_dim`` is ``--encoder-embed-dim`` (fairseq's flat
+names). Precedence: dataclass default (or the named architecture) < YAML < flags.
 """
 
 from __future__ import annotations
@@ -24,65 +21,9 @@ import types
 import typing
 from typing import Any, Literal
 
+from bigseq.config.fields import section_prefix
 from bigseq.errors import BigseqError
 from bigseq.registry import did_you_mean
-
-
-def runtime(default, **kwargs):
-    """A field that may differ between a checkpoint and the run resuming it (not architecture)."""
-    return dataclasses.field(default=default, metadata={"runtime": True, **kwargs})
-
-
-def section(cls: type, prefix: str):
-    """A nested config whose fields become flags with ``prefix`` (``encoder_`` -> ``--encoder-...``)."""
-    return dataclasses.field(default_factory=cls, metadata={"section_prefix": prefix})
-
-
-def section_prefix(f: dataclasses.Field) -> str | None:
-    return f.metadata.get("section_prefix")
-
-
-def flat_fields(cls: type) -> dict[str, tuple[str, ...]]:
-    """Flat (flag) name -> attribute path, one level of sections deep: ``encoder_layers -> (encoder, layers)``."""
-    out: dict[str, tuple[str, ...]] = {}
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        prefix = section_prefix(f)
-        if prefix is None:
-            out[f.name] = (f.name,)
-        else:
-            out.update({prefix + sub: (f.name, sub) for sub in flat_fields(hints[f.name])})
-    return out
-
-
-def architecture_values(cfg) -> dict[str, Any]:
-    """Flat name -> value of every field not marked runtime: what must match on resume."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cfg):
-        if not f.init or f.metadata.get("runtime"):
-            continue
-        value = getattr(cfg, f.name)
-        prefix = section_prefix(f)
-        if prefix is None:
-            out[f.name] = value
-        else:
-            out.update({prefix + k: v for k, v in architecture_values(value).items()})
-    return out
-
-
-def runtime_fields(cls: type) -> set[str]:
-    """Flat names of the fields marked runtime."""
-    hints = typing.get_type_hints(cls)
-    out = set()
-    for f in dataclasses.fields(cls):
-        prefix = section_prefix(f)
-        if prefix is not None:
-            out |= {prefix + name for name in runtime_fields(hints[f.name])}
-        elif f.metadata.get("runtime"):
-            out.add(f.name)
-    return out
 
 
 @functools.lru_cache(maxsize=None)

@@ -14,7 +14,8 @@ import dataclasses
 from typing import Any
 
 from bigseq import registry
-from bigseq.config.flags import FlagParser, add_dataclass_args, build_config, flat_fields, main_argv
+from bigseq.config.fields import flat_fields
+from bigseq.config.flags import FlagParser, add_dataclass_args, build_config, main_argv
 from bigseq.config.sections import COMPONENT_DEFAULTS, SECTIONS, DistributedConfig, TrainConfig
 from bigseq.config.wall_time import parse_wall_time
 from bigseq.config.yaml_file import check_yaml_keys, load_yaml

@@ -245,12 +245,3 @@ def run_entry_point(main: Callable[[], int | None]) -> NoReturn:
         exit_process(code)
     raise SystemExit(code)
 
-
-def quiet_deepspeed(is_main: bool) -> None:
-    """DeepSpeed logs at INFO on every rank; users read bigseq's log instead (BIGSEQ_DS_VERBOSE=1: all of it)."""
-    import logging
-
-    from deepspeed.utils import logger as ds_logger
-    ds_logger.setLevel(logging.WARNING if is_main else logging.ERROR)
-    if os.environ.get("BIGSEQ_DS_VERBOSE"):
-        ds_logger.setLevel(logging.INFO)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 import torch.nn as nn
 
 from bigseq import registry
-from bigseq.config.flags import runtime_fields
+from bigseq.config.fields import runtime_fields
 from bigseq.errors import BigseqError
 
 

@@ -11,9 +11,9 @@ from bigseq import tasks
 from bigseq.checkpoint import files as ckpt_files
 from bigseq.checkpoint import manager as ckpt
 from bigseq.checkpoint.rng import get_rng_state, set_rng_state
-from bigseq.distributed import cpu_allocator
+from bigseq.distributed import cpu_allocator, quiet_deepspeed
 from bigseq.distributed import engine as ds_engine
-from bigseq.distributed.launch_env import DistEnv, init_distributed, quiet_deepspeed
+from bigseq.distributed.launch_env import DistEnv, init_distributed
 from bigseq.training.pipeline_trainer import PipelineTrainer
 from bigseq.training.trainer import Trainer
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from bigseq.config import FlagParser, add_dataclass_args, architecture_values, build_config, runtime, runtime_fields
-from bigseq.config.flags import flat_fields, section
+from bigseq.config.fields import flat_fields, section
 from bigseq.errors import BigseqError
 
 

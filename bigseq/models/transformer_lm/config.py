@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from bigseq.config.flags import runtime
+from bigseq.config.fields import runtime
 from bigseq.errors import BigseqError
 from bigseq.modules.feedforward import ACTIVATIONS, GATED_ACTIVATIONS
 
