@@ -93,6 +93,7 @@ def test_bad_max_wall_time_is_one_line(tiny_data, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.launcher
 def test_signal_to_one_rank_stops_every_rank(tiny_data, tmp_path):
     def stop(proc):
         rank0, rank1 = _rank_pid(proc, 0), _rank_pid(proc, 1)
