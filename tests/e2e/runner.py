@@ -58,8 +58,9 @@ def preprocess(raw_dir: str, dest: str, vocab_size: int = 300) -> str:
 
 
 def _no_process_group():
-    raise AssertionError("an in-process `bigseq train` got past its checks to the process group, whose end "
-                         "would end pytest: run it with train() (a subprocess)")
+    # a process that joined one ends with os._exit (launch_env.exit_process): here that would end pytest
+    raise AssertionError("an in-process `bigseq train` got past its checks to the process group; "
+                         "run it with train() (a subprocess)")
 
 
 def cli(*argv: str, stdin: str = "", check: bool = False) -> subprocess.CompletedProcess:
@@ -80,8 +81,9 @@ def cli(*argv: str, stdin: str = "", check: bool = False) -> subprocess.Complete
                 code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
                 if isinstance(e.code, str):
                     print(e.code, file=sys.stderr)
-    finally:
-        os.environ.clear()
+    finally:  # e.g. DS_ACCELERATOR, which every entry point sets
+        for added in set(os.environ) - set(environ):
+            del os.environ[added]
         os.environ.update(environ)
     proc = subprocess.CompletedProcess(["bigseq", *argv], code, stdout.getvalue(), stderr.getvalue())
     if check and proc.returncode != 0:
