@@ -1,12 +1,13 @@
 # Two commands do all the set-up on a fresh machine (Python 3.10+, pip, make):
 #   make quickstart   set-up + a real training run on built-in data, on CPU
 #   make test         set-up + the whole test suite
+#   make test-fast    the suite without launchers, several processes or SLURM (markers launcher, slurm)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # the CPU build of torch: a plain `pip install torch` on Linux pulls a multi-GB CUDA build
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup quickstart test lint clean
+.PHONY: setup quickstart test test-fast lint clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +23,9 @@ quickstart: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not launcher and not slurm"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import shutil
+import time
 
 import torch.distributed as dist
 from deepspeed.checkpoint.constants import PIPELINE_REPLICATED_PARAMETER_PATTERNS, UNIVERSAL_CHECKPOINT_INFO
@@ -53,6 +54,10 @@ def save(trainer, save_dir: str, extra_state: dict) -> str:
     }
     trainer.engine.save_checkpoint(save_dir, tag=tag, client_state=client_state, save_latest=False)
     _barrier(env.world_size)
+    # test hook (tests/e2e/test_crash_during_save.py): wait to be killed with the tag's files but no meta/`latest`
+    if os.environ.get("BIGSEQ_TEST_PAUSE_AFTER_SAVE_FILES") == tag:
+        open(os.path.join(save_dir, f"{tag}.paused"), "w").close()
+        time.sleep(3600)
     if env.is_main:
         meta = {"tag": tag, "num_updates": trainer.num_updates, "world_size": env.world_size,
                 "zero_stage": trainer.engine.zero_optimization_stage(), "vocab_size": trainer.task.vocab_size,

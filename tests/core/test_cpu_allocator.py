@@ -1,7 +1,6 @@
 """CPU allocator policies: keep_freed_memory stops per-step page faults; return_freed_memory gives freed layers back."""
 
 import ctypes
-import os
 import subprocess
 import sys
 
@@ -98,10 +97,12 @@ def test_unknown_policy_is_one_clear_error(monkeypatch):
         cpu_allocator.requested_policy("keep")
 
 
-def test_bad_policy_stops_bigseq_train_before_any_work(tmp_path):
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "bigseq"), "train", str(tmp_path),
-                           "--arch", "llama_tiny", "--batch-size", "8"], capture_output=True, text=True,
-                          env={**os.environ, "BIGSEQ_CPU_ALLOCATOR": "jemalloc"}, timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["bigseq train: error: BIGSEQ_CPU_ALLOCATOR='jemalloc' is not one of "
-                                                "keep, return, glibc; unset it to let bigseq choose"]
+def test_bad_policy_stops_bigseq_train_before_any_work(tmp_path, monkeypatch, capsys):
+    from bigseq.cli.main import main
+    monkeypatch.setenv("BIGSEQ_CPU_ALLOCATOR", "jemalloc")
+    with pytest.raises(SystemExit) as exit_code:  # `bigseq train` ends by SystemExit (it may join a process group)
+        main(["train", str(tmp_path), "--arch", "llama_tiny", "--batch-size", "8"])
+    assert exit_code.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "bigseq train: error: BIGSEQ_CPU_ALLOCATOR='jemalloc' is not one of keep, return, glibc; unset it to let "
+        "bigseq choose"]

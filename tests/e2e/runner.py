@@ -1,7 +1,13 @@
-"""Run bigseq's CLIs as a user would (subprocesses, the real launchers) and read their JSON logs."""
+"""Run bigseq's CLIs as a user would (subprocesses, the real launchers) and read their JSON logs.
+
+Commands that join no process group also run in this process (``cli``), as fairseq's
+tests/test_binaries.py does: no interpreter start-up and torch/deepspeed imports per call.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import random
@@ -9,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+from unittest import mock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
@@ -45,9 +52,44 @@ def write_corpus(folder: str, n_train: int = 600, n_valid: int = 60, seed: int =
 
 def preprocess(raw_dir: str, dest: str, vocab_size: int = 300) -> str:
     train, valid = write_corpus(raw_dir)
-    run([os.path.join(BIN, "bigseq"), "preprocess", "--trainpref", train, "--validpref", valid,
-         "--destdir", dest, "--vocab-size", str(vocab_size)], check=True)
+    cli("preprocess", "--trainpref", train, "--validpref", valid, "--destdir", dest, "--vocab-size", str(vocab_size),
+        check=True)
     return dest
+
+
+def _no_process_group():
+    # a process that joined one ends with os._exit (launch_env.exit_process): here that would end pytest
+    raise AssertionError("an in-process `bigseq train` got past its checks to the process group; "
+                         "run it with train() (a subprocess)")
+
+
+def cli(*argv: str, stdin: str = "", check: bool = False) -> subprocess.CompletedProcess:
+    """`bigseq ARGV...` in this process, for commands that join no process group (preprocess, convert,
+    validate, eval-lm, generate, estimate-memory, a `bigseq train` that stops at its checks); the result
+    reads like run()'s. The environment and working directory are restored afterwards."""
+    from bigseq.cli.main import main
+    from bigseq.training import setup
+    stdout, stderr = io.StringIO(), io.StringIO()
+    environ = dict(os.environ)
+    try:
+        with contextlib.chdir(ROOT), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+                mock.patch.object(setup, "start_processes", _no_process_group), \
+                mock.patch.object(sys, "stdin", io.StringIO(stdin)):
+            try:
+                code = main(list(argv))
+            except SystemExit as e:  # argparse's exits, and every `bigseq train`; Python's codes: None 0, text 1
+                code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+    finally:  # e.g. DS_ACCELERATOR, which every entry point sets
+        for added in set(os.environ) - set(environ):
+            del os.environ[added]
+        os.environ.update(environ)
+    proc = subprocess.CompletedProcess(["bigseq", *argv], code, stdout.getvalue(), stderr.getvalue())
+    if check and proc.returncode != 0:
+        raise AssertionError(f"bigseq {' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-5000:]}")
+    return proc
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
@@ -91,6 +133,12 @@ def train(data: str, args: list[str], *, nproc: int = 1, launcher: str = "bigseq
     else:
         raise ValueError(launcher)
     return run(cmd, check=check, timeout=timeout, env=env)
+
+
+def train_in_process(data: str, args: list[str]) -> subprocess.CompletedProcess:
+    """`bigseq train` with train()'s flags, in this process: for a run that a user mistake stops before any
+    process group starts (a bad flag, config or data dir)."""
+    return cli("train", data, *TINY, *args)
 
 
 def train_losses(log_file: str) -> dict[int, float]:

@@ -6,7 +6,7 @@ import pytest
 
 from .runner import BIN, ROOT, TINY, TRAIN_PY, free_port, run, train, train_losses
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.launcher]
 
 
 def test_accelerate_two_processes_match_one_rank_and_use_its_config(tiny_data, tmp_path):

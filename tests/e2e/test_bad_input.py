@@ -1,4 +1,7 @@
-"""Every user mistake: one clear line on stderr, exit code 2, no traceback, nothing half-written."""
+"""Every user mistake: one clear line on stderr, exit code 2, no traceback, nothing half-written.
+
+Mistakes caught before any process group run `bigseq` in this process (train_in_process, cli); the ones
+found after it starts, and the launcher's, run as subprocesses."""
 
 import os
 import shutil
@@ -6,7 +9,7 @@ import stat
 
 import pytest
 
-from .runner import BIN, run, train
+from .runner import cli, train, train_in_process
 
 
 def assert_one_clear_line(proc, *needles):
@@ -18,25 +21,21 @@ def assert_one_clear_line(proc, *needles):
         assert needle in last, f"{needle!r} not in {last!r}"
 
 
-def bigseq(*args):
-    return run([os.path.join(BIN, "bigseq"), *args])
-
-
 def test_missing_data_dir(tmp_path):
-    assert_one_clear_line(train(str(tmp_path / "nope"), ["--no-save", "--max-update", "1"], check=False), "nope",
+    assert_one_clear_line(train_in_process(str(tmp_path / "nope"), ["--no-save", "--max-update", "1"]), "nope",
                           "bigseq preprocess")
 
 
 def test_empty_data_dir(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert_one_clear_line(train(str(tmp_path / "empty"), ["--no-save", "--max-update", "1"], check=False), "empty")
+    assert_one_clear_line(train_in_process(str(tmp_path / "empty"), ["--no-save", "--max-update", "1"]), "empty")
 
 
 def test_missing_split(tiny_data, tmp_path):
-    assert_one_clear_line(train(tiny_data, ["--no-save", "--max-update", "1", "--valid-subset", "test"], check=False),
+    assert_one_clear_line(train_in_process(tiny_data, ["--no-save", "--max-update", "1", "--valid-subset", "test"]),
                           "test")
-    assert_one_clear_line(train(tiny_data, ["--no-save", "--max-update", "1", "--train-subset", "tarin"],
-                                check=False), "tarin")
+    assert_one_clear_line(train_in_process(tiny_data, ["--no-save", "--max-update", "1", "--train-subset", "tarin"]),
+                          "tarin")
 
 
 def test_corrupt_index(tiny_data, tmp_path):
@@ -44,7 +43,7 @@ def test_corrupt_index(tiny_data, tmp_path):
     shutil.copytree(tiny_data, data)
     idx = data / "train.idx"
     idx.write_bytes(idx.read_bytes()[:40])  # truncated
-    assert_one_clear_line(train(str(data), ["--no-save", "--max-update", "1"], check=False), "train.idx")
+    assert_one_clear_line(train_in_process(str(data), ["--no-save", "--max-update", "1"]), "train.idx")
 
 
 @pytest.mark.parametrize("flag,value,listed", [("--arch", "lama_tiny", "llama_tiny"),
@@ -52,18 +51,18 @@ def test_corrupt_index(tiny_data, tmp_path):
                                                ("--criterion", "xent", "cross_entropy"),
                                                ("--optimizer", "adamm", "adamw")])
 def test_unknown_component_lists_registered(tiny_data, flag, value, listed):
-    assert_one_clear_line(train(tiny_data, ["--no-save", "--max-update", "1", flag, value], check=False), value, listed)
+    assert_one_clear_line(train_in_process(tiny_data, ["--no-save", "--max-update", "1", flag, value]), value, listed)
 
 
 def test_misspelled_flag_suggests(tiny_data):
-    assert_one_clear_line(train(tiny_data, ["--no-save", "--max-update", "1", "--decoder-layer", "3"], check=False),
+    assert_one_clear_line(train_in_process(tiny_data, ["--no-save", "--max-update", "1", "--decoder-layer", "3"]),
                           "--decoder-layer", "did you mean '--decoder-layers'")
 
 
 def test_unknown_yaml_key_suggests(tiny_data, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("max_updates: 10\n")
-    assert_one_clear_line(train(tiny_data, ["--no-save", "--max-update", "1", "--config", str(cfg)], check=False),
+    assert_one_clear_line(train_in_process(tiny_data, ["--no-save", "--max-update", "1", "--config", str(cfg)]),
                           "max_updates", "did you mean 'max_update'")
 
 
@@ -75,10 +74,11 @@ def test_unwritable_save_dir(tiny_data, tmp_path):
         locked.mkdir()
         locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
         target = str(locked / "ck")
-    proc = train(tiny_data, ["--max-update", "1", "--save-dir", target], check=False)
+    proc = train_in_process(tiny_data, ["--max-update", "1", "--save-dir", target])
     assert_one_clear_line(proc, "--save-dir", "not writable")
 
 
+@pytest.mark.launcher
 def test_batch_size_world_size_mismatch(tiny_data):
     proc = train(tiny_data, ["--no-save", "--batch-size", "3", "--max-update", "1"], nproc=2, launcher="torchrun",
                  check=False)
@@ -108,8 +108,8 @@ def test_nonfinite_losses_are_skipped_then_stop(tiny_data, tmp_path):
 
 
 def test_unknown_command_and_bad_checkpoint_path(tmp_path):
-    assert_one_clear_line(bigseq("trian"), "did you mean 'train'")
-    assert_one_clear_line(bigseq("validate", str(tmp_path / "none")), "not found")
+    assert_one_clear_line(cli("trian"), "did you mean 'train'")
+    assert_one_clear_line(cli("validate", str(tmp_path / "none")), "not found")
 
 
 def test_build_lock_left_by_a_killed_build(tiny_data, tmp_path):

@@ -1,16 +1,12 @@
-"""A user's path through the CLIs: preprocess -> train -> validate -> eval-lm -> generate -> finetune."""
+"""A user's path through the CLIs: preprocess -> train -> validate -> eval-lm -> generate -> finetune.
+
+Training runs as a subprocess (it joins a process group); the commands that do not run in this process."""
 
 import json
 import os
 import re
 
-from .runner import BIN, ROOT, run, train, train_losses
-
-
-def bigseq(*args, stdin=None):
-    import subprocess
-    return subprocess.run([os.path.join(BIN, "bigseq"), *args], cwd=ROOT, capture_output=True, text=True,
-                          input=stdin, timeout=300)
+from .runner import ROOT, cli, run, train, train_losses
 
 
 def test_train_validate_eval_generate(tiny_data, tmp_path):
@@ -31,19 +27,19 @@ def test_train_validate_eval_generate(tiny_data, tmp_path):
     assert any(f.startswith("events.") for _, _, fs in os.walk(tb) for f in fs)
     assert "done: 30 updates" in proc.stdout
 
-    out = bigseq("validate", save)
+    out = cli("validate", save)
     assert out.returncode == 0, out.stderr[-2000:]
     valid_loss = float(re.search(r"loss ([\d.]+)", out.stdout).group(1))
     assert abs(valid_loss - valid_rec[-1]["loss"]) < 1e-3  # same number as the training run's validation
 
-    out = bigseq("eval-lm", save, "--gen-subset", "valid")
+    out = cli("eval-lm", save, "--gen-subset", "valid")
     assert out.returncode == 0, out.stderr[-2000:]
     ppl = float(re.search(r"ppl ([\d.]+)", out.stdout).group(1))
     assert 1.0 < ppl < 30.0, out.stdout
 
-    out = bigseq("generate", save, "--prompt", "the cat", "--max-new-tokens", "8")
+    out = cli("generate", save, "--prompt", "the cat", "--max-new-tokens", "8")
     assert out.returncode == 0 and out.stdout.startswith("P\tthe cat\nH\t"), out.stdout + out.stderr[-2000:]
-    out = bigseq("generate", os.path.join(save, "checkpoint_20"), "--sampling", "--sampling-topp", "0.9",
+    out = cli("generate", os.path.join(save, "checkpoint_20"), "--sampling", "--sampling-topp", "0.9",
                  "--max-new-tokens", "8", stdin="a dog\nmy model\n")
     assert out.returncode == 0 and out.stdout.count("H\t") == 2, out.stdout + out.stderr[-2000:]
 
@@ -76,7 +72,7 @@ def test_yaml_config_and_flag_override(tiny_data, tmp_path):
 
 
 def test_help_lists_fields_and_registered_names():
-    out = bigseq("train", "--help")
+    out = cli("train", "--help")
     assert out.returncode == 0
     for text in ("--decoder-layers", "--share-decoder-input-output-embed", "--zero-stage", "--update-freq",
                  "llama_7b", "gpt2_xl", "label_smoothed_cross_entropy", "adafactor", "wsd", "--warmup-updates"):

@@ -9,14 +9,14 @@ import torch
 from bigseq.checkpoint.convert import build_consolidated_model
 from bigseq.checkpoint.inference import load_for_inference
 
-from .runner import BIN, run, train, train_losses
+from .runner import cli, train, train_losses
 
 transformers = pytest.importorskip("transformers")
 TOKENS_BT = torch.tensor([[5, 17, 42, 8, 99, 3, 250, 7], [1, 2, 3, 4, 5, 6, 7, 8]])
 
 
 def convert(*args):
-    return run([os.path.join(BIN, "bigseq"), "convert", *args], check=True)
+    return cli("convert", *args, check=True)
 
 
 @pytest.fixture(scope="module", params=["llama_tiny", "gpt2_tiny"])
@@ -100,6 +100,6 @@ def test_convert_refuses_a_non_empty_output(trained, tmp_path):
     save, _ = trained
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("keep me")
-    proc = run([os.path.join(BIN, "bigseq"), "convert", "to-safetensors", save, str(tmp_path / "busy")])
+    proc = cli("convert", "to-safetensors", save, str(tmp_path / "busy"))
     assert proc.returncode != 0 and "not empty" in proc.stderr
     assert (tmp_path / "busy" / "x").read_text() == "keep me"

@@ -12,7 +12,7 @@ from .runner import BIN, ROOT, TINY, TRAIN_PY, free_port, train, train_losses
 
 UPDATES = 30
 FLAGS = ["--max-update", str(UPDATES), "--save-interval-updates", "5", "--disable-validation", "--zero-stage", "1"]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.launcher]
 
 
 def _workers(agent_pid: int) -> dict[int, int]:

@@ -26,6 +26,7 @@ def _assert_one_clear_error(proc, *needles: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.launcher
 def test_hostfile_with_fewer_slots_than_processes(tiny_data, tmp_path):
     # DeepSpeed alone would start 2 processes on a host the hostfile grants 1
     hostfile = tmp_path / "hostfile"

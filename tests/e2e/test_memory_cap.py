@@ -77,6 +77,7 @@ def test_one_process_is_killed_at_the_cap(tiny_data, tmp_path, reference, ops_bu
 
 
 @pytest.mark.slow
+@pytest.mark.launcher
 def test_zero3_with_cpu_offload_trains_under_the_cap_on_several_ranks(tiny_data, tmp_path, reference, ops_built):
     template = os.path.join(ROOT, "ds_configs", "zero3_offload.json")  # the memory-lean template, as a user would
     results = run_capped_ranks(command(tiny_data, "--deepspeed-config", template), RANKS, CAP_BYTES,

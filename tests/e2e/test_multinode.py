@@ -16,7 +16,7 @@ from .runner import BIN, ROOT, TINY, TRAIN_PY, free_port, kill_tree, train, trai
 
 UPDATES = 6
 FLAGS = ["--max-update", str(UPDATES), "--no-save", "--disable-validation"]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.launcher]
 
 
 @pytest.fixture(scope="module")

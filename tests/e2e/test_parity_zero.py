@@ -26,6 +26,7 @@ def _assert_close(got, want, atol, rtol=0.0):
         assert abs(got[n] - want[n]) <= tol, f"update {n}: {got[n]} vs {want[n]} (tolerance {tol})"
 
 
+@pytest.mark.launcher
 @pytest.mark.parametrize("stage,launcher", [(1, "deepspeed"), (2, "torchrun"), (3, "deepspeed")])
 def test_zero_stage_on_two_ranks_matches_one_rank(tiny_data, tmp_path, reference, stage, launcher):
     log = str(tmp_path / "log.jsonl")
@@ -34,6 +35,7 @@ def test_zero_stage_on_two_ranks_matches_one_rank(tiny_data, tmp_path, reference
     _assert_close(train_losses(log), reference, atol=2e-5)
 
 
+@pytest.mark.launcher
 def test_cpu_offload_matches_no_offload(tiny_data, tmp_path, reference):
     log = str(tmp_path / "log.jsonl")
     train(tiny_data, ["--max-update", str(UPDATES), "--no-save", "--zero-stage", "2", "--offload-optimizer", "cpu"],

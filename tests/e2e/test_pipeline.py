@@ -35,6 +35,7 @@ def _assert_close(got, want, atol=1e-5):
         assert abs(got[n] - want[n]) <= atol, f"update {n}: {got[n]} vs {want[n]}"
 
 
+@pytest.mark.launcher
 @pytest.mark.parametrize("style", sorted(STYLES))
 def test_two_stages_match_no_pipeline(tiny_data, tmp_path, style):
     args = [*COMMON, *STYLES[style], "--no-save", "--clip-norm", "1.0"]
@@ -48,6 +49,7 @@ def test_two_stages_match_no_pipeline(tiny_data, tmp_path, style):
     _assert_close(_gnorms(str(tmp_path / "pp2.jsonl")), _gnorms(str(tmp_path / "plain.jsonl")), atol=1e-4)
 
 
+@pytest.mark.launcher
 def test_two_stages_by_two_replicas_match_one_rank(tiny_data, tmp_path):
     args = [*COMMON, *STYLES["gpt2_tied"], "--no-save"]
     want, _ = _losses(tiny_data, tmp_path, "plain", args)
@@ -57,6 +59,7 @@ def test_two_stages_by_two_replicas_match_one_rank(tiny_data, tmp_path):
     _assert_close(got, want)
 
 
+@pytest.mark.launcher
 def test_pipeline_resume_is_exact_and_validates(tiny_data, tmp_path):
     args = [*STYLES["llama_untied"], "--update-freq", "2", "--pipeline-parallel-size", "2",
             "--pipeline-partition-method", "uniform"]
@@ -90,6 +93,7 @@ def _assert_same_to_rounding(got, want):
         assert abs(got[n] - want[n]) <= 1e-4, f"update {n}: {got[n]} vs {want[n]}"
 
 
+@pytest.mark.launcher
 def test_activation_checkpointing_changes_no_loss(tiny_data, tmp_path):
     """Recomputation replays the forward (fp32, dropout on) for the plain model and for pipeline stages,
     the latter through the ds_configs/pipeline.json template."""

@@ -17,7 +17,7 @@ from bigseq.checkpoint.inference import load_for_inference
 
 from .runner import BIN, run, train, train_losses
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.launcher]
 ARGS = ["--arch", "gpt2_tiny", "--dropout", "0", "--update-freq", "2", "--zero-stage", "1", "--lr-scheduler",
         "inverse_sqrt", "--warmup-updates", "4", "--pipeline-partition-method", "uniform"]
 SAVED_AT, UPDATES = 4, 8

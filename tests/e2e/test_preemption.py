@@ -10,7 +10,7 @@ import pytest
 
 from bigseq.distributed.preemption import PREEMPTED_EXIT_CODE
 
-from .runner import BIN, ROOT, TINY, TRAIN_PY, free_port, train, train_losses
+from .runner import BIN, ROOT, TINY, TRAIN_PY, free_port, train, train_in_process, train_losses
 
 FLAGS = ["--dropout", "0.1", "--max-update", "20"]
 
@@ -85,7 +85,7 @@ def test_max_wall_time_saves_exits_75_and_resumes_exactly(tiny_data, tmp_path, s
 
 
 def test_bad_max_wall_time_is_one_line(tiny_data, tmp_path):
-    proc = train(tiny_data, ["--max-wall-time", "1:xx", "--save-dir", str(tmp_path / "ck")], check=False)
+    proc = train_in_process(tiny_data, ["--max-wall-time", "1:xx", "--save-dir", str(tmp_path / "ck")])
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "bigseq train: error: --max-wall-time '1:xx' is not a duration; give seconds (5400) or HH:MM:SS (1:30:00)"]
@@ -93,6 +93,7 @@ def test_bad_max_wall_time_is_one_line(tiny_data, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.launcher
 def test_signal_to_one_rank_stops_every_rank(tiny_data, tmp_path):
     def stop(proc):
         rank0, rank1 = _rank_pid(proc, 0), _rank_pid(proc, 1)

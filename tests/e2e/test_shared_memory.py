@@ -11,7 +11,8 @@ import pytest
 
 from .runner import train
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/dev/shm")]
+pytestmark = [pytest.mark.slow, pytest.mark.launcher,
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/dev/shm")]
 
 
 def _shm() -> set[str]:

@@ -18,6 +18,7 @@ from .runner import BIN, ROOT, TINY, free_port, train_losses
 
 SLURM_PROGRAMS = ("slurmctld", "slurmd", "munged", "sbatch", "scontrol", "squeue", "sacct")
 FLAGS = [*TINY, "--dropout", "0.1", "--max-update", "20", "--disable-validation"]
+pytestmark = pytest.mark.slurm
 
 
 def _missing_slurm_reason() -> str | None:

@@ -13,7 +13,7 @@ import torch
 
 from .runner import BIN, run, train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.launcher]
 SCHEDULE = ["--lr-scheduler", "inverse_sqrt", "--warmup-updates", "4", "--zero-stage", "2"]
 
 

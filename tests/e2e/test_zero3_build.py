@@ -10,7 +10,7 @@ import pytest
 
 from .runner import train, train_losses
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.launcher]
 
 
 def test_two_ranks_each_hold_half_the_parameters(tiny_data, tmp_path):
