@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from bigseq.checkpoint import compat
-from bigseq.config.flags import runtime, section
+from bigseq.config import runtime, section
 from bigseq.config.train_config import parse_train_config, train_config_to_dict
 from bigseq.distributed.launch_env import DistEnv
 from bigseq.errors import BigseqError
@@ -28,7 +28,7 @@ def _meta(*flags, vocab_size=VOCAB) -> dict:
 
 
 def _trainer(*flags):
-    return SimpleNamespace(cfg=_cfg(*flags), task=SimpleNamespace(vocab_size=VOCAB),
+    return SimpleNamespace(cfg=_cfg(*flags), task=SimpleNamespace(vocab_size=VOCAB), num_stages=1,
                            env=DistEnv(rank=0, world_size=1, local_rank=0),
                            engine=SimpleNamespace(zero_optimization_stage=lambda: 0))
 
