@@ -11,7 +11,7 @@ import torch
 
 from bigseq.errors import BigseqError
 from bigseq.models.transformer_lm.architectures import gpt2_tiny, llama_tiny, transformer_lm
-from bigseq.models.transformer_lm.hf_keymap import (
+from bigseq.models.transformer_lm.hf import (
     cfg_from_hf_config,
     from_hf_state_dict,
     hf_config_from_cfg,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bigseq.models.family import ModelDims, ModelFamily, register_family
-from bigseq.models.transformer_lm import hf_keymap
+from bigseq.models.transformer_lm import hf
 from bigseq.models.transformer_lm.config import TransformerLMConfig
 from bigseq.models.transformer_lm.model import TransformerLanguageModel
 from bigseq.modules.feedforward import GATED_ACTIVATIONS
@@ -23,5 +23,5 @@ def attention_flops_per_token(cfg: TransformerLMConfig, seq_len: int) -> float:
 TRANSFORMER_LM = register_family(ModelFamily(
     name="transformer_lm", model_cls=TransformerLanguageModel, config_cls=TransformerLMConfig,
     build=lambda cfg, task, seed: TransformerLanguageModel.build(cfg, task, seed=seed),
-    pipeline_layers=TransformerLanguageModel.pipeline_layers, hf_adapter=hf_keymap, dims=dims,
+    pipeline_layers=TransformerLanguageModel.pipeline_layers, hf_adapter=hf, dims=dims,
     attention_flops_per_token=attention_flops_per_token))

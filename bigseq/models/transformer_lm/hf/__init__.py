@@ -1,0 +1,65 @@
+"""HuggingFace transformers interop of transformer_lm: one adapter per HF model type (base.py is the
+shared key-map engine). Import picks the adapter by config.json's ``model_type``; export picks the
+first model type that represents the bigseq config exactly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bigseq.errors import BigseqError
+from bigseq.models.transformer_lm.config import TransformerLMConfig
+from bigseq.models.transformer_lm.hf.base import HFAdapter
+from bigseq.models.transformer_lm.hf.gpt2 import GPT2Adapter
+from bigseq.models.transformer_lm.hf.llama import LlamaAdapter
+
+ADAPTERS: dict[str, HFAdapter] = {a.model_type: a for a in (GPT2Adapter(), LlamaAdapter())}
+HF_MODEL_TYPES = tuple(ADAPTERS)
+"""transformers model types transformer_lm converts (config.json's model_type)."""
+
+
+def adapter_for_hf(c: dict[str, Any]) -> HFAdapter:
+    model_type = c.get("model_type")
+    if model_type not in ADAPTERS:
+        raise BigseqError(f"HF model_type '{model_type}' is not supported by transformer_lm; "
+                          f"it converts {', '.join(HF_MODEL_TYPES)}")
+    return ADAPTERS[model_type]
+
+
+def adapter_for_cfg(cfg: TransformerLMConfig, model_type: str | None = None) -> HFAdapter:
+    """The HF model type that computes what ``cfg`` does (or ``model_type``'s adapter); BigseqError if none."""
+    if model_type is not None:
+        return ADAPTERS[model_type]
+    for adapter in ADAPTERS.values():
+        if adapter.represents(cfg):
+            return adapter
+    raise BigseqError("this transformer_lm config has no HF equivalent; HF export needs GPT-2 style (pre-norm, "
+                      "learned positions, layernorm, biases, gelu) or Llama style (pre-norm, rope, rmsnorm, swiglu), "
+                      "with --no-scale-embedding and no --layernorm-embedding")
+
+
+def cfg_from_hf_config(hf_config) -> TransformerLMConfig:
+    """A transformers config (or its config.json dict) -> TransformerLMConfig."""
+    c = hf_config if isinstance(hf_config, dict) else hf_config.to_dict()
+    return adapter_for_hf(c).cfg_from_hf(c)
+
+
+def hf_config_from_cfg(cfg: TransformerLMConfig, **token_ids: Any):
+    """A transformers config equal to ``cfg`` (token_ids: bos/eos/pad_token_id)."""
+    if cfg.vocab_size is None:
+        raise BigseqError("HF export needs the vocabulary size; set cfg.vocab_size (the task fills it)")
+    return adapter_for_cfg(cfg).hf_config(cfg, **token_ids)
+
+
+def to_hf_state_dict(model_or_sd, cfg: TransformerLMConfig, model_type: str | None = None) -> dict[str, torch.Tensor]:
+    """Our model (or its state dict) -> the HF model's state dict; with tied embeddings the head is listed
+    as the embedding tensor itself, as in HF's own state_dict."""
+    sd = model_or_sd.state_dict() if isinstance(model_or_sd, torch.nn.Module) else model_or_sd
+    return adapter_for_cfg(cfg, model_type).to_hf_state_dict(sd, cfg)
+
+
+def from_hf_state_dict(hf_sd: dict[str, torch.Tensor], cfg: TransformerLMConfig,
+                       model_type: str | None = None) -> dict[str, torch.Tensor]:
+    """An HF state dict -> ours (load with model.load_state_dict)."""
+    return adapter_for_cfg(cfg, model_type).from_hf_state_dict(hf_sd, cfg)
