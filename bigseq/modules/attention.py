@@ -1,5 +1,9 @@
 """Self-attention: q/k/v/out projections, optional RoPE, grouped-query heads.
 
+The head size may differ from dim / heads (``head_dim``: Qwen3, Mistral), and
+queries and keys may be RMS-normalized before RoPE (``qk_norm``): per head
+(Qwen3, Gemma 3) or over the whole projection (OLMo 2).
+
 Causal (decoder) or bidirectional (encoder), with an optional sliding window,
 packed documents (``cu_seqlens``) and a key padding mask. The attention itself
 is ``bigseq.kernels.attention`` (B, S, H, D layout), whose causal mask is
@@ -16,6 +20,7 @@ import torch.nn as nn
 
 from bigseq import kernels
 from bigseq.modules.kv_cache import LayerKVCache
+from bigseq.modules.norms import RMSNorm
 from bigseq.modules.rotary import RopeConfig, RopeCosSin, RotaryEmbedding, apply_rope
 
 
@@ -24,22 +29,36 @@ def padding_mask_from_lengths(lengths_B: torch.Tensor, max_len: int) -> torch.Te
     return torch.arange(max_len, device=lengths_B.device)[None, :] >= lengths_B[:, None]
 
 
+QK_NORMS = ("none", "head", "full")
+
+
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, *, num_kv_heads: int | None = None, bias: bool = True,
                  rope: RopeConfig | None = None, causal: bool = True, window: int | None = None,
-                 attention_impl: str = "torch"):
+                 attention_impl: str = "torch", head_dim: int | None = None, qkv_bias: bool | None = None,
+                 out_bias: bool | None = None, qk_norm: str = "none", norm_eps: float = 1e-6):
+        """head_dim None: dim // num_heads. qkv_bias / out_bias None: follow ``bias``.
+        qk_norm: "none" | "head" (RMSNorm over each head) | "full" (over the whole q or k projection)."""
         super().__init__()
-        self.head_dim = dim // num_heads
+        if qk_norm not in QK_NORMS:
+            raise ValueError(f"qk_norm {qk_norm!r}: use one of {QK_NORMS}")
+        self.head_dim = head_dim or dim // num_heads
         self.causal = causal
         self.window = window
         self.attention_impl = attention_impl
         # cos/sin normally come from the model's forward; a layer run alone computes its own
         self.rotary = RotaryEmbedding(self.head_dim, rope) if rope is not None else None
-        kv_dim = (num_kv_heads or num_heads) * self.head_dim
-        self.q_proj = nn.Linear(dim, num_heads * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(dim, kv_dim, bias=bias)
-        self.v_proj = nn.Linear(dim, kv_dim, bias=bias)
-        self.out_proj = nn.Linear(num_heads * self.head_dim, dim, bias=bias)
+        q_dim, kv_dim = num_heads * self.head_dim, (num_kv_heads or num_heads) * self.head_dim
+        qkv_bias = bias if qkv_bias is None else qkv_bias
+        self.q_proj = nn.Linear(dim, q_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(dim, kv_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(dim, kv_dim, bias=qkv_bias)
+        self.out_proj = nn.Linear(q_dim, dim, bias=bias if out_bias is None else out_bias)
+        self.qk_norm = qk_norm
+        if qk_norm != "none":
+            widths = (self.head_dim, self.head_dim) if qk_norm == "head" else (q_dim, kv_dim)
+            self.q_norm = RMSNorm(widths[0], eps=norm_eps)
+            self.k_norm = RMSNorm(widths[1], eps=norm_eps)
 
     def forward(self, x_BTD: torch.Tensor, *, rope: RopeCosSin | None = None, start_pos: int = 0,
                 positions: torch.Tensor | None = None, kv_cache: LayerKVCache | None = None,
@@ -51,8 +70,7 @@ class SelfAttention(nn.Module):
         flattened B * T tokens. key_padding_mask (B, T): True at padding (no KV cache then).
         """
         B, T, _ = x_BTD.shape
-        q = self.q_proj(x_BTD).view(B, T, -1, self.head_dim)
-        k = self.k_proj(x_BTD).view(B, T, -1, self.head_dim)
+        q, k = self._queries_keys(x_BTD)
         v = self.v_proj(x_BTD).view(B, T, -1, self.head_dim)
         if self.rotary is not None:
             if rope is None:
@@ -66,6 +84,17 @@ class SelfAttention(nn.Module):
                 return self.out_proj(self._decode_step(q, k, v).reshape(B, T, -1))
         out_BTHD = self._attend(q, k, v, cu_seqlens, key_padding_mask)
         return self.out_proj(out_BTHD.reshape(B, T, -1))
+
+    def _queries_keys(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q (B, T, H, D) and k (B, T, Hkv, D), normalized as qk_norm says (RoPE comes after)."""
+        B, T, _ = x_BTD.shape
+        q, k = self.q_proj(x_BTD), self.k_proj(x_BTD)
+        if self.qk_norm == "full":
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.view(B, T, -1, self.head_dim), k.view(B, T, -1, self.head_dim)
+        if self.qk_norm == "head":
+            q, k = self.q_norm(q), self.k_norm(k)
+        return q, k
 
     def _decode_step(self, q_B1HD: torch.Tensor, k_BSHD: torch.Tensor, v_BSHD: torch.Tensor) -> torch.Tensor:
         """One new token against the cache: the split-K decode kernel on CUDA (torch reference elsewhere)."""

@@ -38,17 +38,23 @@ class TransformerDecoderLayer(nn.Module):
                  activation_fn: str = "gelu", norm: str = "layernorm", norm_eps: float = 1e-5,
                  bias: bool = True, normalize_before: bool = True, rope: RopeConfig | None = None,
                  window: int | None = None, cross_attention: bool = False, encoder_dim: int | None = None,
-                 dropout: float = 0.0, activation_dropout: float = 0.0, attention_impl: str = "torch"):
+                 dropout: float = 0.0, activation_dropout: float = 0.0, attention_impl: str = "torch",
+                 head_dim: int | None = None, qkv_bias: bool | None = None, out_bias: bool | None = None,
+                 mlp_bias: bool | None = None, qk_norm: str = "none"):
+        """bias switches the norms' biases and, unless qkv_bias / out_bias / mlp_bias say otherwise
+        (None: follow bias), the projections'. head_dim, qk_norm: see SelfAttention."""
         super().__init__()
         self.normalize_before = normalize_before
         self.attn_norm = build_norm(norm, dim, norm_eps, bias)
         self.attn = SelfAttention(dim, num_heads, num_kv_heads=num_kv_heads, bias=bias, rope=rope, causal=True,
-                                  window=window, attention_impl=attention_impl)
+                                  window=window, attention_impl=attention_impl, head_dim=head_dim,
+                                  qkv_bias=qkv_bias, out_bias=out_bias, qk_norm=qk_norm, norm_eps=norm_eps)
         self.cross_attn_norm = build_norm(norm, dim, norm_eps, bias) if cross_attention else None
         self.cross_attn = (CrossAttention(dim, num_heads, encoder_dim=encoder_dim, num_kv_heads=num_kv_heads,
                                           bias=bias, attention_impl=attention_impl) if cross_attention else None)
         self.ffn_norm = build_norm(norm, dim, norm_eps, bias)
-        self.ffn = build_feedforward(dim, ffn_dim, activation_fn, bias=bias, activation_dropout=activation_dropout)
+        self.ffn = build_feedforward(dim, ffn_dim, activation_fn, bias=bias if mlp_bias is None else mlp_bias,
+                                     activation_dropout=activation_dropout)
         self.dropout = Dropout(dropout)
 
     def forward(self, x_BTD: torch.Tensor, *, rope: RopeCosSin | None = None, start_pos: int = 0,

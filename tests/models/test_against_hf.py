@@ -87,4 +87,4 @@ def test_configs_without_an_hf_equivalent_and_mismatched_checkpoints_are_clear_e
         from_hf_state_dict(hf_sd, cfg)
     with pytest.raises(BigseqError, match="rope_type"):
         cfg_from_hf_config({**random_hf_model(cfg).config.to_dict(),
-                            "rope_parameters": {"rope_type": "llama3", "rope_theta": 1e4, "factor": 8.0}})
+                            "rope_parameters": {"rope_type": "dynamic", "rope_theta": 1e4, "factor": 8.0}})

@@ -37,7 +37,7 @@ def test_same_seed_same_weights_whatever_the_global_rng_and_construction_order()
     # rebuild the layers in reverse order: construction order must not matter
     layers = [None] * c.decoder_layers
     for i in reversed(range(c.decoder_layers)):
-        layers[i] = build_decoder_layer(c)
+        layers[i] = build_decoder_layer(c, i)
     b.layers = nn.ModuleList(layers)
     b.reset_parameters(7)
     sd_a, sd_b = a.state_dict(), b.state_dict()
@@ -58,7 +58,7 @@ def test_a_submodule_built_alone_gets_the_same_tensors_as_inside_the_model():
     c = cfg(gpt2_tiny)
     model = built(c, seed=3)
     rules = init_rules(c)
-    layer = build_decoder_layer(c)
+    layer = build_decoder_layer(c, 1)
     init_params_by_name(layer, 3, rules, prefix="layers.1.")
     for name, p in layer.named_parameters():
         assert torch.equal(p, model.get_parameter("layers.1." + name)), name

@@ -3,7 +3,9 @@
 Field names follow fairseq's transformer_lm where fairseq has one, so a fairseq
 command line carries over; the defaults are fairseq's `transformer_lm`
 architecture (post-norm, sinusoidal positions, ReLU, scaled embeddings).
-Llama-style fields (RoPE, RMSNorm, SwiGLU, grouped-query attention) are bigseq's.
+Llama-style fields (RoPE, RMSNorm, SwiGLU, grouped-query attention) are bigseq's, and so are
+the later families' (head size, separate biases, q/k norm, llama3 RoPE, sliding window;
+checked in config_checks.py). Every new field's default keeps the older computation.
 Fields declared ``runtime(...)`` may change when a run resumes; the rest is the architecture.
 """
 
@@ -13,8 +15,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from bigseq.config.fields import runtime
-from bigseq.errors import BigseqError
-from bigseq.modules.feedforward import ACTIVATIONS, GATED_ACTIVATIONS
+from bigseq.models.transformer_lm.config_checks import check_config
 
 ActivationName = Literal["relu", "gelu", "gelu_new", "gelu_accurate", "gelu_fast", "silu", "swish", "tanh",
                          "linear", "swiglu", "geglu"]
@@ -32,6 +33,8 @@ class TransformerLMConfig:
     """Number of query attention heads."""
     decoder_kv_heads: Optional[int] = None
     """Number of key/value heads for grouped-query attention (None: same as --decoder-attention-heads)."""
+    decoder_head_dim: Optional[int] = None
+    """Size of each attention head (None: --decoder-embed-dim / --decoder-attention-heads; Qwen3, Mistral)."""
     share_decoder_input_output_embed: bool = False
     """Tie the output projection to the input token embedding."""
     dropout: float = runtime(0.1)
@@ -51,6 +54,20 @@ class TransformerLMConfig:
     --no-token-positional-embeddings)."""
     rope_theta: float = 10000.0
     """RoPE base frequency (with --positions rope)."""
+    rope_scaling: Literal["none", "llama3"] = "none"
+    """RoPE frequency scaling: llama3 = Llama 3.1's static rescaling (the four --rope-* fields below)."""
+    rope_scaling_factor: float = 8.0
+    """llama3 scaling: the context extension factor (low frequencies turn this much slower)."""
+    rope_low_freq_factor: float = 1.0
+    """llama3 scaling: wavelengths above --rope-original-max-positions / this are divided by the factor."""
+    rope_high_freq_factor: float = 4.0
+    """llama3 scaling: wavelengths below --rope-original-max-positions / this are kept."""
+    rope_original_max_positions: int = 8192
+    """llama3 scaling: the context length of pretraining."""
+    sliding_window: Optional[int] = None
+    """Each query attends to itself and the sliding_window - 1 keys before it (None: to every key)."""
+    sliding_window_layers: Optional[list[int]] = None
+    """Indices of the layers that use --sliding-window (None: every layer); the others see every key."""
     decoder_normalize_before: bool = False
     """Pre-norm layers (GPT-2, Llama); False: post-norm (fairseq's default)."""
     no_decoder_final_norm: bool = False
@@ -59,12 +76,20 @@ class TransformerLMConfig:
     """Normalization layer type."""
     norm_eps: float = 1e-5
     """Epsilon of the norm layers."""
+    qk_norm: Literal["none", "head", "full"] = "none"
+    """RMSNorm on queries and keys before RoPE: head = over each head (Qwen3), full = over all heads (OLMo 2)."""
     layernorm_embedding: bool = False
     """Add a norm layer after the embeddings."""
     no_scale_embedding: bool = False
     """Do not multiply token embeddings by sqrt(--decoder-embed-dim) (fairseq scales by default)."""
     bias: bool = True
     """Biases in the attention and feed-forward projections and the LayerNorms."""
+    attention_qkv_bias: Optional[bool] = None
+    """Biases in the q/k/v projections (None: --bias; Qwen2 has them without the others)."""
+    attention_out_bias: Optional[bool] = None
+    """Bias in the attention output projection (None: --bias)."""
+    mlp_bias: Optional[bool] = None
+    """Biases in the feed-forward projections (None: --bias)."""
     max_target_positions: int = 1024
     """Maximum sequence length (size of the learned position table; KV cache bound for generation)."""
     vocab_size: Optional[int] = None
@@ -81,48 +106,7 @@ class TransformerLMConfig:
     """bigseq.kernels.attention implementation: auto, triton, cuda or torch."""
 
     def __post_init__(self):
-        d, h = self.decoder_embed_dim, self.decoder_attention_heads
-        for name in ("decoder_layers", "decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_attention_heads",
-                     "max_target_positions"):
-            if getattr(self, name) < 1:
-                raise BigseqError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if d % h:
-            raise BigseqError(f"--decoder-embed-dim {d} is not divisible by --decoder-attention-heads {h}; "
-                              f"pick a head count that divides it")
-        if self.decoder_kv_heads is not None and (self.decoder_kv_heads < 1 or h % self.decoder_kv_heads):
-            raise BigseqError(f"--decoder-kv-heads {self.decoder_kv_heads} must divide --decoder-attention-heads {h}")
-        for name in ("dropout", "activation_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise BigseqError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
-        if self.attention_dropout != 0.0:
-            raise BigseqError(f"--attention-dropout {self.attention_dropout} is not supported "
-                              f"(bigseq.kernels.attention has no dropout); set --attention-dropout 0")
-        if self.activation_fn not in ACTIVATIONS and self.activation_fn not in GATED_ACTIVATIONS:
-            raise BigseqError(f"--activation-fn {self.activation_fn}: unknown; use one of "
-                              f"{', '.join([*ACTIVATIONS, *GATED_ACTIVATIONS])}")
-        self._check_positions()
-        if self.norm_eps <= 0 or self.init_std <= 0:
-            raise BigseqError("--norm-eps and --init-std must be > 0")
-        if self.vocab_size is not None and self.vocab_size < 1:
-            raise BigseqError(f"--vocab-size must be >= 1, got {self.vocab_size}")
-
-    def _check_positions(self) -> None:
-        if self.decoder_learned_pos and self.no_token_positional_embeddings:
-            raise BigseqError("--decoder-learned-pos and --no-token-positional-embeddings contradict; drop one")
-        if self.positions is not None:
-            if self.decoder_learned_pos and self.positions != "learned":
-                raise BigseqError(f"--decoder-learned-pos contradicts --positions {self.positions}; "
-                                  f"use --positions learned")
-            if self.no_token_positional_embeddings and self.positions != "none":
-                raise BigseqError(f"--no-token-positional-embeddings contradicts --positions {self.positions}; "
-                                  f"use --positions none")
-        kind = self.position_kind
-        if kind == "rope" and self.head_dim % 2:
-            raise BigseqError(f"RoPE needs an even head dimension, got {self.head_dim}; change the head count")
-        if kind == "sinusoidal" and self.decoder_embed_dim % 2:
-            raise BigseqError(f"sinusoidal positions need an even --decoder-embed-dim, got {self.decoder_embed_dim}")
-        if self.rope_theta <= 0:
-            raise BigseqError(f"--rope-theta must be > 0, got {self.rope_theta}")
+        check_config(self)
 
     @property
     def position_kind(self) -> str:
@@ -139,7 +123,25 @@ class TransformerLMConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.decoder_embed_dim // self.decoder_attention_heads
+        return self.decoder_head_dim or self.decoder_embed_dim // self.decoder_attention_heads
+
+    @property
+    def uses_qkv_bias(self) -> bool:
+        return self.bias if self.attention_qkv_bias is None else self.attention_qkv_bias
+
+    @property
+    def uses_out_bias(self) -> bool:
+        return self.bias if self.attention_out_bias is None else self.attention_out_bias
+
+    @property
+    def uses_mlp_bias(self) -> bool:
+        return self.bias if self.mlp_bias is None else self.mlp_bias
+
+    def layer_window(self, index: int) -> int | None:
+        """The sliding window of decoder layer ``index`` (None: it attends to every key)."""
+        if self.sliding_window_layers is not None and index not in self.sliding_window_layers:
+            return None
+        return self.sliding_window
 
     @property
     def has_final_norm(self) -> bool:

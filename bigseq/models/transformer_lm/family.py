@@ -16,8 +16,11 @@ def dims(cfg: TransformerLMConfig) -> ModelDims:
 
 
 def attention_flops_per_token(cfg: TransformerLMConfig, seq_len: int) -> float:
-    """Causal attention's 12 * L * D * T (scores and weighted sum, forward and backward; PaLM)."""
-    return 12.0 * cfg.decoder_layers * cfg.decoder_embed_dim * seq_len
+    """Causal attention's 12 * L * D * T (scores and weighted sum, forward and backward; PaLM), with D the
+    width of all heads together and T cut to the sliding window on the layers that have one."""
+    width = cfg.decoder_attention_heads * cfg.head_dim
+    keys = sum(min(seq_len, cfg.layer_window(i) or seq_len) for i in range(cfg.decoder_layers))
+    return 12.0 * width * keys
 
 
 TRANSFORMER_LM = register_family(ModelFamily(

@@ -1,7 +1,7 @@
 """TransformerLanguageModel: embedding -> N decoder layers -> final norm -> output projection.
 
 The four parts are separate submodules built from the config alone
-(``TransformerLMEmbedding(cfg)``, ``build_decoder_layer(cfg)``,
+(``TransformerLMEmbedding(cfg)``, ``build_decoder_layer(cfg, i)``,
 ``build_final_norm(cfg)`` in parts.py, the tied or untied output matrix), so a
 pipeline split reuses them unchanged. RoPE's cos/sin are computed once per
 forward and handed to every layer. Parameter names (``embed.tokens.weight``,
@@ -43,7 +43,7 @@ class TransformerLanguageModel(BaseModel):
         self.cfg = cfg
         self.pad_idx = pad_idx
         self.embed = TransformerLMEmbedding(cfg)
-        self.layers = nn.ModuleList(build_decoder_layer(cfg) for _ in range(cfg.decoder_layers))
+        self.layers = nn.ModuleList(build_decoder_layer(cfg, i) for i in range(cfg.decoder_layers))
         rope = rope_config(cfg)  # no tensors: cos/sin are computed per forward
         self.rotary = RotaryEmbedding(cfg.head_dim, rope) if rope is not None else None
         self.final_norm = build_final_norm(cfg)

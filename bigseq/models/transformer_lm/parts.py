@@ -1,6 +1,6 @@
 """The parts of TransformerLanguageModel, each built from the config alone.
 
-``TransformerLMEmbedding(cfg)``, ``build_decoder_layer(cfg)`` and
+``TransformerLMEmbedding(cfg)``, ``build_decoder_layer(cfg, index)`` and
 ``build_final_norm(cfg)`` are shared by the plain model and its pipeline split,
 so both hold the same modules under the same parameter names.
 """
@@ -53,16 +53,26 @@ class TransformerLMEmbedding(nn.Module):
 
 
 def rope_config(cfg: TransformerLMConfig) -> RopeConfig | None:
-    return RopeConfig(theta=cfg.rope_theta) if cfg.position_kind == "rope" else None
+    if cfg.position_kind != "rope":
+        return None
+    if cfg.rope_scaling == "none":
+        return RopeConfig(theta=cfg.rope_theta)
+    return RopeConfig(theta=cfg.rope_theta, scaling=cfg.rope_scaling, factor=cfg.rope_scaling_factor,
+                      low_freq_factor=cfg.rope_low_freq_factor, high_freq_factor=cfg.rope_high_freq_factor,
+                      original_max_positions=cfg.rope_original_max_positions)
 
 
-def build_decoder_layer(cfg: TransformerLMConfig, layer_cls: type = TransformerDecoderLayer) -> nn.Module:
-    """One decoder layer; layer_cls: TransformerDecoderLayer or a subclass (the pipeline's form)."""
+def build_decoder_layer(cfg: TransformerLMConfig, index: int,
+                        layer_cls: type = TransformerDecoderLayer) -> nn.Module:
+    """Decoder layer ``index`` (its sliding window may differ from the other layers');
+    layer_cls: TransformerDecoderLayer or a subclass (the pipeline's form)."""
     return layer_cls(
         dim=cfg.decoder_embed_dim, num_heads=cfg.decoder_attention_heads, num_kv_heads=cfg.kv_heads,
         ffn_dim=cfg.decoder_ffn_embed_dim, activation_fn=cfg.activation_fn, norm=cfg.norm, norm_eps=cfg.norm_eps,
         bias=cfg.bias, normalize_before=cfg.decoder_normalize_before, rope=rope_config(cfg), dropout=cfg.dropout,
-        activation_dropout=cfg.activation_dropout, attention_impl=cfg.attention_impl)
+        activation_dropout=cfg.activation_dropout, attention_impl=cfg.attention_impl,
+        head_dim=cfg.decoder_head_dim, qkv_bias=cfg.uses_qkv_bias, out_bias=cfg.uses_out_bias,
+        mlp_bias=cfg.uses_mlp_bias, qk_norm=cfg.qk_norm, window=cfg.layer_window(index))
 
 
 def build_final_norm(cfg: TransformerLMConfig) -> nn.Module:

@@ -50,9 +50,9 @@ class PipelineDecoderLayer(TransformerDecoderLayer):
         return super().forward(inputs)
 
 
-def _pipeline_decoder_layer(cfg: TransformerLMConfig, last: bool) -> PipelineDecoderLayer:
-    layer = build_decoder_layer(cfg, PipelineDecoderLayer)
-    layer.last = last
+def _pipeline_decoder_layer(cfg: TransformerLMConfig, index: int) -> PipelineDecoderLayer:
+    layer = build_decoder_layer(cfg, index, PipelineDecoderLayer)
+    layer.last = index == cfg.decoder_layers - 1
     return layer
 
 
@@ -75,7 +75,7 @@ def pipeline_layers(cfg: TransformerLMConfig) -> list[PipelineLayer]:
     layers = [PipelineLayer(TransformerLMEmbedding, embed, "embed.", rules, tie_key=TIE_KEY if tied else None,
                             tied_weight="tokens.weight" if tied else None)]
     n = cfg.decoder_layers
-    layers += [PipelineLayer(TransformerDecoderLayer, partial(_pipeline_decoder_layer, cfg, i == n - 1),
+    layers += [PipelineLayer(TransformerDecoderLayer, partial(_pipeline_decoder_layer, cfg, i),
                              f"layers.{i}.", rules) for i in range(n)]
     if cfg.has_final_norm:
         norm_cls = type(build_final_norm(cfg))

@@ -1,6 +1,7 @@
 """HuggingFace transformers interop of transformer_lm: one adapter per HF model type (base.py is the
 shared key-map engine). Import picks the adapter by config.json's ``model_type``; export picks the
-first model type that represents the bigseq config exactly."""
+first model type that represents the bigseq config exactly, so the Llama derivatives come before
+llama, the fallback for a plain Llama config."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from bigseq.models.transformer_lm.config import TransformerLMConfig
 from bigseq.models.transformer_lm.hf.base import HFAdapter
 from bigseq.models.transformer_lm.hf.gpt2 import GPT2Adapter
 from bigseq.models.transformer_lm.hf.llama import LlamaAdapter
+from bigseq.models.transformer_lm.hf.mistral import MistralAdapter
+from bigseq.models.transformer_lm.hf.qwen2 import Qwen2Adapter
+from bigseq.models.transformer_lm.hf.qwen3 import Qwen3Adapter
 
-ADAPTERS: dict[str, HFAdapter] = {a.model_type: a for a in (GPT2Adapter(), LlamaAdapter())}
+ADAPTERS: dict[str, HFAdapter] = {a.model_type: a for a in (GPT2Adapter(), Qwen3Adapter(), Qwen2Adapter(),
+                                                             MistralAdapter(), LlamaAdapter())}
 HF_MODEL_TYPES = tuple(ADAPTERS)
 """transformers model types transformer_lm converts (config.json's model_type)."""
 
@@ -36,7 +41,9 @@ def adapter_for_cfg(cfg: TransformerLMConfig, model_type: str | None = None) -> 
             return adapter
     raise BigseqError("this transformer_lm config has no HF equivalent; HF export needs GPT-2 style (pre-norm, "
                       "learned positions, layernorm, biases, gelu) or Llama style (pre-norm, rope, rmsnorm, swiglu), "
-                      "with --no-scale-embedding and no --layernorm-embedding")
+                      "with --no-scale-embedding and no --layernorm-embedding; Llama style with q/k/v biases only "
+                      "is qwen2, with --qk-norm head qwen3, with --sliding-window on every layer and no biases "
+                      "mistral (qwen2/qwen3 slide only their last layers)")
 
 
 def cfg_from_hf_config(hf_config) -> TransformerLMConfig:

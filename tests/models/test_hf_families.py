@@ -1,0 +1,128 @@
+"""bigseq transformer_lm == transformers Llama 3 / Qwen2 / Qwen3 / Mistral on the same weights (litgpt style).
+
+Tiny random HF models built from configs (no download), every tensor random (norms and biases too),
+converted with the adapters, fp32 logits at T=24. Each family's feature is shrunk until it matters
+(llama3 scaling from 8 pretraining positions, a window of 8) and switching it off in bigseq's config
+must move the logits far past the tolerance, so no test can pass by ignoring its feature.
+"""
+
+import dataclasses
+
+import pytest
+import torch
+
+from bigseq.generation import GenerationConfig, SequenceGenerator
+from bigseq.models.transformer_lm.architectures import llama_tiny
+from bigseq.models.transformer_lm.hf import (
+    adapter_for_cfg,
+    cfg_from_hf_config,
+    from_hf_state_dict,
+    hf_config_from_cfg,
+    to_hf_state_dict,
+)
+from bigseq.models.transformer_lm.model import TransformerLanguageModel
+
+transformers = pytest.importorskip("transformers")
+VOCAB, T, TOL = 101, 24, 1e-4
+BASE = dataclasses.replace(llama_tiny(), vocab_size=VOCAB)  # 2 layers, dim 64, 4 heads, 2 kv heads
+LLAMA3 = dict(rope_scaling="llama3", rope_scaling_factor=8.0, rope_low_freq_factor=1.0, rope_high_freq_factor=4.0,
+              rope_original_max_positions=8)
+
+# name: (bigseq config, HF model type it exports as, the feature switched off)
+CASES = {
+    "llama3_untied": (dataclasses.replace(BASE, **LLAMA3), "llama", {"rope_scaling": "none"}),
+    "llama3_tied": (dataclasses.replace(BASE, **LLAMA3, share_decoder_input_output_embed=True), "llama",
+                    {"rope_scaling": "none"}),
+    "qwen2_qkv_bias": (dataclasses.replace(BASE, attention_qkv_bias=True, rope_theta=1e6), "qwen2",
+                       {"attention_qkv_bias": None}),
+    "qwen2_window_on_last_layer": (dataclasses.replace(BASE, attention_qkv_bias=True, sliding_window=8,
+                                                       sliding_window_layers=[1]), "qwen2",
+                                   {"sliding_window": None, "sliding_window_layers": None}),
+    "qwen3_qk_norm_head_dim": (dataclasses.replace(BASE, qk_norm="head", decoder_head_dim=24), "qwen3",
+                               {"qk_norm": "none"}),
+    "qwen3_attention_bias": (dataclasses.replace(BASE, qk_norm="head", decoder_head_dim=24, bias=True,
+                                                 mlp_bias=False), "qwen3", {"qk_norm": "none"}),
+    "mistral_window": (dataclasses.replace(BASE, sliding_window=8, decoder_head_dim=8), "mistral",
+                       {"sliding_window": None}),
+}
+
+
+def random_hf_model(cfg):
+    """The HF model of cfg with every tensor random; no bos/eos, so generation never stops early."""
+    hf_config = hf_config_from_cfg(cfg, bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(hf_config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.randn_like(p) * 0.1 + (1.0 if "norm" in name else 0.0))
+    return model
+
+
+def converted(hf, cfg=None):
+    ours = TransformerLanguageModel(cfg or cfg_from_hf_config(hf.config)).eval()
+    ours.load_state_dict(from_hf_state_dict(hf.state_dict(), ours.cfg))
+    return ours
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_logits_match_hf_and_the_feature_matters(case):
+    cfg, model_type, off = CASES[case]
+    hf = random_hf_model(cfg)
+    assert hf.config.model_type == model_type and adapter_for_cfg(cfg).model_type == model_type
+    ours = converted(hf)
+    assert ours.cfg == cfg
+    tokens = torch.randint(0, VOCAB, (2, T), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = hf(tokens).logits
+        got = ours(tokens)
+        assert expected.abs().max() > 0.1  # not two near-zero tensors
+        torch.testing.assert_close(got, expected, rtol=TOL, atol=TOL)
+        without = TransformerLanguageModel(dataclasses.replace(cfg, **off)).eval()
+        sd = ours.state_dict()
+        without.load_state_dict({k: sd[k] for k in without.state_dict()})
+        assert (without(tokens) - got).abs().max() > 100 * TOL, f"{off} does not change the logits"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_greedy_generation_matches_hf_past_the_window(case):
+    cfg, _, _ = CASES[case]
+    hf = random_hf_model(cfg)
+    ours = converted(hf)
+    prompt, new = [5, 17, 42, 8, 99, 3], 20  # 26 positions: well past a window of 8
+    expected = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                           do_sample=False, max_new_tokens=new, min_new_tokens=new, pad_token_id=0)
+    generator = SequenceGenerator(ours, GenerationConfig(max_new_tokens=new, stop_at_eos=False), eos_idx=None)
+    assert generator.generate([prompt]) == [expected[0, len(prompt):].tolist()]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("case", list(CASES))
+def test_state_dicts_round_trip_bit_for_bit(case, dtype):
+    cfg, _, _ = CASES[case]
+    hf = random_hf_model(cfg).to(dtype)
+    hf_sd = hf.state_dict()
+    again = to_hf_state_dict(from_hf_state_dict(hf_sd, cfg), cfg)
+    assert again.keys() == hf_sd.keys()
+    for name, t in hf_sd.items():
+        assert again[name].dtype == t.dtype and torch.equal(again[name], t), name
+    ours = TransformerLanguageModel(cfg)
+    ours.reset_parameters(5)
+    hf.float().load_state_dict(to_hf_state_dict(ours, cfg), strict=True)  # HF takes exactly our keys and shapes
+    back = from_hf_state_dict(hf.state_dict(), cfg)
+    assert back.keys() == ours.state_dict().keys()
+    assert all(torch.equal(back[k], t) for k, t in ours.state_dict().items())
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_configs_round_trip_through_config_json_for_transformers_4_and_5(case, tmp_path):
+    cfg, model_type, _ = CASES[case]
+    assert cfg_from_hf_config(hf_config_from_cfg(cfg)) == cfg
+    hf_config_from_cfg(cfg).save_pretrained(tmp_path)
+    saved = transformers.AutoConfig.from_pretrained(tmp_path)
+    assert saved.model_type == model_type and cfg_from_hf_config(saved) == cfg
+    import json
+    c = json.loads((tmp_path / "config.json").read_text())
+    assert c["rope_theta"] == cfg.rope_theta and "rope_parameters" in c and "rope_scaling" in c
+    legacy = {k: v for k, v in c.items() if k != "rope_parameters"}  # what transformers 4 reads
+    assert cfg_from_hf_config(legacy) == cfg
+    assert transformers.AutoConfig.for_model(**legacy).rope_parameters == saved.rope_parameters
