@@ -7,10 +7,12 @@ must move the logits far past the tolerance, so no test can pass by ignoring its
 """
 
 import dataclasses
+import json
 
 import pytest
 import torch
 
+from bigseq.errors import BigseqError
 from bigseq.generation import GenerationConfig, SequenceGenerator
 from bigseq.models.transformer_lm.architectures import llama_tiny
 from bigseq.models.transformer_lm.hf import (
@@ -120,9 +122,47 @@ def test_configs_round_trip_through_config_json_for_transformers_4_and_5(case, t
     hf_config_from_cfg(cfg).save_pretrained(tmp_path)
     saved = transformers.AutoConfig.from_pretrained(tmp_path)
     assert saved.model_type == model_type and cfg_from_hf_config(saved) == cfg
-    import json
     c = json.loads((tmp_path / "config.json").read_text())
     assert c["rope_theta"] == cfg.rope_theta and "rope_parameters" in c and "rope_scaling" in c
     legacy = {k: v for k, v in c.items() if k != "rope_parameters"}  # what transformers 4 reads
     assert cfg_from_hf_config(legacy) == cfg
     assert transformers.AutoConfig.for_model(**legacy).rope_parameters == saved.rope_parameters
+
+
+def hf_dict(case, **changes):
+    return {**hf_config_from_cfg(CASES[case][0]).to_dict(), **changes}
+
+
+REFUSED = {  # config.json values bigseq does not compute: (case, changes, field named)
+    "yarn": ("llama3_untied", {"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 2.0},
+                               "rope_scaling": None}, "rope_type"),
+    "llama3_without_factor": ("llama3_untied", {"rope_scaling": {"rope_type": "llama3", "low_freq_factor": 1.0,
+                                                                 "high_freq_factor": 4.0}}, "rope_scaling.factor"),
+    "partial_rotary": ("qwen3_qk_norm_head_dim", {"partial_rotary_factor": 0.5}, "partial_rotary_factor"),
+    "per_layer_type_rope": ("qwen2_qkv_bias", {"rope_scaling": None, "rope_parameters": {
+        "full_attention": {"rope_type": "default"}, "sliding_attention": {"rope_type": "default"}}},
+        "rope_parameters"),
+    "gelu": ("mistral_window", {"hidden_act": "gelu"}, "hidden_act"),
+    "chunked_layers": ("qwen2_window_on_last_layer", {"layer_types": ["full_attention", "chunked_attention"]},
+                       "layer_types"),
+    "sliding_layers_without_window": ("qwen2_qkv_bias", {"layer_types": ["full_attention", "sliding_attention"]},
+                                      "layer_types"),
+    "unknown_model_type": ("llama3_untied", {"model_type": "gemma2"}, "model_type"),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_unsupported_hf_config_values_are_one_line_naming_the_field(name):
+    case, changes, field = REFUSED[name]
+    with pytest.raises(BigseqError) as e:
+        cfg_from_hf_config(hf_dict(case, **changes))
+    assert field in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("changes", [{"qk_norm": "full"}, {"sliding_window_layers": [0]},
+                                     {"attention_out_bias": True, "mlp_bias": True}])
+def test_configs_no_hf_model_type_computes_are_refused_on_export(changes):
+    cfg = dataclasses.replace(CASES["qwen2_window_on_last_layer"][0], **changes)
+    with pytest.raises(BigseqError, match="no HF equivalent") as e:
+        hf_config_from_cfg(cfg)
+    assert "\n" not in str(e.value)

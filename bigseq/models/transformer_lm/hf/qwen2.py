@@ -37,15 +37,15 @@ class Qwen2Adapter(LlamaAdapter):
     def sliding_from_hf(self, c: dict[str, Any]) -> tuple[int | None, list[int] | None]:
         layers = c["num_hidden_layers"]
         window = c.get("sliding_window") if c.get("use_sliding_window", False) else None
-        types = c.get("layer_types") or ["sliding_attention" if i >= c.get("max_window_layers", 28) else
-                                         "full_attention" for i in range(layers)]
+        # transformers derives the layer types this way when the file lists none
+        types = c.get("layer_types") or ["sliding_attention" if window is not None and i >= c.get(
+            "max_window_layers", 28) else "full_attention" for i in range(layers)]
         if len(types) != layers or not set(types) <= set(LAYER_TYPES):
             raise refuse(self.model_type, "layer_types", types, f"give {layers} of {', '.join(LAYER_TYPES)}")
         sliding = [i for i, t in enumerate(types) if t == "sliding_attention"]
-        if window is None:
-            if sliding and c.get("use_sliding_window", False):
-                raise refuse(self.model_type, "sliding_window", None, "sliding layers need a window size")
-            return None, None
+        if sliding and window is None:  # transformers itself fails on this
+            raise refuse(self.model_type, "layer_types", types, "sliding layers need use_sliding_window and "
+                         "a sliding_window")
         if not sliding:
             return None, None
         return window, None if len(sliding) == layers else sliding
