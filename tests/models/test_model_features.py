@@ -109,6 +109,7 @@ def test_flags_set_the_new_fields():
     ({"decoder_head_dim": 0}, "--decoder-head-dim"),
     ({"positions": "learned", "rope_scaling": "llama3"}, "--rope-scaling"),
     ({"rope_scaling": "llama3", "rope_low_freq_factor": 4.0}, "--rope-low-freq-factor"),
+    ({"sliding_window": 8, "attention_impl": "triton"}, "--sliding-window"),
 ])
 def test_bad_values_are_one_line_naming_the_flag(changes, flag):
     with pytest.raises(BigseqError) as e:

@@ -5,7 +5,7 @@ command line carries over; the defaults are fairseq's `transformer_lm`
 architecture (post-norm, sinusoidal positions, ReLU, scaled embeddings).
 Llama-style fields (RoPE, RMSNorm, SwiGLU, grouped-query attention) are bigseq's, and so are
 the later families' (head size, separate biases, q/k norm, llama3 RoPE, sliding window;
-checked in config_checks.py). Every new field's default keeps the older computation.
+checked in config_checks.py); each defaults to off, the GPT-2/Llama 2 computation.
 Fields declared ``runtime(...)`` may change when a run resumes; the rest is the architecture.
 """
 

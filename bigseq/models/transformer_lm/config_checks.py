@@ -62,6 +62,7 @@ def _check_positions(cfg: TransformerLMConfig) -> None:
 
 
 def _check_rope_scaling(cfg: TransformerLMConfig) -> None:
+    # the llama3 values stay allowed without llama3: --rope-scaling none must switch a llama3 model off
     if cfg.rope_scaling == "none":
         return
     if cfg.position_kind != "rope":
@@ -80,6 +81,9 @@ def _check_sliding_window(cfg: TransformerLMConfig) -> None:
         return
     if cfg.sliding_window < 1:
         raise BigseqError(f"--sliding-window must be >= 1 (or unset), got {cfg.sliding_window}")
+    if cfg.attention_impl in ("triton", "cuda"):
+        raise BigseqError(f"--sliding-window runs on the torch attention only; use --attention-impl auto or torch "
+                          f"instead of {cfg.attention_impl}")
     layers = cfg.sliding_window_layers
     if layers is not None and (list(layers) != sorted(set(layers)) or layers and not
                                0 <= layers[0] <= layers[-1] < cfg.decoder_layers):
