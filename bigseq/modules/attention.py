@@ -2,7 +2,8 @@
 
 The head size may differ from dim / heads (``head_dim``: Qwen3, Mistral), and
 queries and keys may be RMS-normalized before RoPE (``qk_norm``): per head
-(Qwen3, Gemma 3) or over the whole projection (OLMo 2).
+(Qwen3, Gemma 3) or over the whole projection (OLMo 2; that one needs all the
+heads in the layer).
 
 Causal (decoder) or bidirectional (encoder), with an optional sliding window,
 packed documents (``cu_seqlens``) and a key padding mask. The attention itself

@@ -3,7 +3,8 @@
 TransformerDecoderLayer: causal self-attention [+ cross-attention over the encoder
 output] + feed-forward. TransformerEncoderLayer: bidirectional self-attention +
 feed-forward. Both name their parts attn_norm, attn.{q,k,v,out}_proj, ffn_norm,
-ffn.*; the decoder's cross-attention adds cross_attn_norm and cross_attn.*.
+ffn.*; q/k normalization adds attn.{q,k}_norm; the decoder's cross-attention adds
+cross_attn_norm and cross_attn.*.
 Init by name, the HF key maps and saved checkpoints key on these names.
 Legend: B batch, T time, S source time, D dim.
 """
