@@ -14,7 +14,7 @@ import torch
 
 from bigseq.errors import BigseqError
 from bigseq.generation import GenerationConfig, SequenceGenerator
-from bigseq.models.transformer_lm.architectures import llama_tiny
+from bigseq.models.transformer_lm.architectures import gpt2_tiny, llama_tiny
 from bigseq.models.transformer_lm.hf import (
     adapter_for_cfg,
     cfg_from_hf_config,
@@ -157,6 +157,12 @@ def test_unsupported_hf_config_values_are_one_line_naming_the_field(name):
     with pytest.raises(BigseqError) as e:
         cfg_from_hf_config(hf_dict(case, **changes))
     assert field in str(e.value) and "\n" not in str(e.value)
+
+
+def test_plain_llama_and_gpt2_configs_still_export_as_llama_and_gpt2():
+    assert adapter_for_cfg(BASE).model_type == "llama"
+    assert adapter_for_cfg(dataclasses.replace(BASE, bias=True, decoder_head_dim=32)).model_type == "llama"
+    assert adapter_for_cfg(dataclasses.replace(gpt2_tiny(), vocab_size=VOCAB)).model_type == "gpt2"
 
 
 @pytest.mark.parametrize("changes", [{"qk_norm": "full"}, {"sliding_window_layers": [0]},
