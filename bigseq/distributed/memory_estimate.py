@@ -33,6 +33,8 @@ class ModelShape:
     kv_heads: int
     vocab_size: int
     gated_ffn: bool
+    head_dim: int = 0
+    """Width of one attention head (0: dim / heads)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,21 +76,24 @@ def model_shape(arch: str, vocab_size: int) -> ModelShape:
     d = family.dims(cfg)
     return ModelShape(num_params=sum(p.numel() for p in model.parameters()), largest_layer_params=largest,
                       layers=d.layers, dim=d.dim, ffn_dim=d.ffn_dim, heads=d.heads, kv_heads=d.kv_heads,
-                      vocab_size=vocab_size, gated_ffn=d.gated_ffn)
+                      vocab_size=vocab_size, gated_ffn=d.gated_ffn, head_dim=d.head_width)
 
 
 def activation_bytes(shape: ModelShape, micro_batch: int, seq_len: int, bytes_per_value: int,
                      checkpointing: bool) -> int:
     """Activations kept for the backward pass of one micro-batch.
 
-    Per layer: norm inputs/outputs, q/k/v, attention output, residuals (6 x dim + 2 x kv dim)
-    and the FFN's hidden values (3 x ffn for a gated FFN: gate, up, their product; 2 otherwise).
+    Per layer: norm inputs/outputs and residuals (4 x dim), q and attention output (2 x heads x head
+    dim), k and v (2 x kv heads x head dim), and the FFN's hidden values (3 x ffn for a gated FFN:
+    gate, up, their product; 2 otherwise).
     Checkpointing every layer keeps only each layer's input, plus one layer recomputed at a time.
     fp32 logits for the loss come on top either way.
     """
     tokens = micro_batch * seq_len
-    kv_dim = shape.dim // shape.heads * shape.kv_heads
-    per_layer = tokens * (6 * shape.dim + 2 * kv_dim + (3 if shape.gated_ffn else 2) * shape.ffn_dim) * bytes_per_value
+    head_dim = shape.head_dim or shape.dim // shape.heads
+    q_dim, kv_dim = shape.heads * head_dim, shape.kv_heads * head_dim
+    widths = 4 * shape.dim + 2 * q_dim + 2 * kv_dim + (3 if shape.gated_ffn else 2) * shape.ffn_dim
+    per_layer = tokens * widths * bytes_per_value
     logits = tokens * shape.vocab_size * 4
     if checkpointing:
         return shape.layers * tokens * shape.dim * bytes_per_value + per_layer + logits

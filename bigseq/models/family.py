@@ -32,6 +32,12 @@ class ModelDims:
     kv_heads: int
     vocab_size: int
     gated_ffn: bool
+    head_dim: int = 0
+    """Width of one attention head (0: dim / heads)."""
+
+    @property
+    def head_width(self) -> int:
+        return self.head_dim or self.dim // self.heads
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,7 +12,7 @@ from bigseq.modules.feedforward import GATED_ACTIVATIONS
 def dims(cfg: TransformerLMConfig) -> ModelDims:
     return ModelDims(layers=cfg.decoder_layers, dim=cfg.decoder_embed_dim, ffn_dim=cfg.decoder_ffn_embed_dim,
                      heads=cfg.decoder_attention_heads, kv_heads=cfg.kv_heads, vocab_size=cfg.vocab_size or 0,
-                     gated_ffn=cfg.activation_fn in GATED_ACTIVATIONS)
+                     gated_ffn=cfg.activation_fn in GATED_ACTIVATIONS, head_dim=cfg.head_dim)
 
 
 def attention_flops_per_token(cfg: TransformerLMConfig, seq_len: int) -> float:
