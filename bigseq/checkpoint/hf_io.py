@@ -1,0 +1,156 @@
+"""Weights read and written one tensor at a time, so converting a model never holds all of it.
+
+Reading (``TensorReader``): a folder's ``model.safetensors``, its sharded form
+(``model.safetensors.index.json``) or ``pytorch_model.bin`` (sharded or not); a safetensors
+tensor is read on request with ``safe_open(...).get_tensor``, which copies it out of the file
+without keeping the file's pages resident, and a ``.bin`` shard is memory-mapped
+(``torch.load(mmap=True, weights_only=True)``) one shard at a time.
+
+Writing (``ShardWriter``): tensors fill one shard up to ``max_shard_bytes``; the full shard is
+saved and dropped before the next one starts. The result is the layout transformers writes:
+``model.safetensors`` when everything fits one shard, otherwise ``model-0000i-of-0000N.safetensors``
+plus ``model.safetensors.index.json`` with its ``"metadata"`` key (transformers 5 raises
+KeyError('metadata') without it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+
+import torch
+
+from bigseq.atomic_files import write_json
+from bigseq.errors import BigseqError
+
+SAFETENSORS = "model.safetensors"
+SAFETENSORS_INDEX = SAFETENSORS + ".index.json"
+BIN = "pytorch_model.bin"
+BIN_INDEX = BIN + ".index.json"
+DEFAULT_SHARD_SIZE = "5GB"
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text: str | int) -> int:
+    """'5GB' -> 5 * 10**9 bytes (decimal units, as transformers reads them; 'GiB' is 2**30); ints pass."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    if match is None or match.group(2).upper() not in _UNITS or float(match.group(1)) <= 0:
+        raise BigseqError(f"--max-shard-size {text!r} is not a size; write it like 5GB, 200MB or 2GiB")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def parse_dtype(name: str) -> torch.dtype | None:
+    """'auto' -> None (every tensor keeps the dtype it has); 'bf16'/'fp16'/'fp32' -> that dtype."""
+    if name == "auto":
+        return None
+    if name not in DTYPES:
+        raise BigseqError(f"--dtype {name!r} is not known; use auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def _weight_files(folder: str) -> dict[str, str]:
+    """Tensor name -> the file holding it, from the index or the single file's own header."""
+    from safetensors import safe_open
+    for index in (SAFETENSORS_INDEX, BIN_INDEX):
+        path = os.path.join(folder, index)
+        if os.path.isfile(path):
+            with open(path) as f:
+                weight_map = json.load(f)["weight_map"]
+            missing = sorted({f for f in weight_map.values() if not os.path.isfile(os.path.join(folder, f))})
+            if missing:
+                raise BigseqError(f"{path} names shards that are not in the folder ({', '.join(missing[:3])}); "
+                                  f"download the missing files")
+            return weight_map
+    if os.path.isfile(os.path.join(folder, SAFETENSORS)):
+        with safe_open(os.path.join(folder, SAFETENSORS), framework="pt") as f:
+            return dict.fromkeys(f.keys(), SAFETENSORS)
+    if os.path.isfile(os.path.join(folder, BIN)):
+        return dict.fromkeys(torch.load(os.path.join(folder, BIN), map_location="cpu", weights_only=True,
+                                        mmap=True), BIN)
+    raise BigseqError(f"{folder} has no {SAFETENSORS}, {SAFETENSORS_INDEX}, {BIN} or {BIN_INDEX}; "
+                      f"save the model with transformers' save_pretrained")
+
+
+class TensorReader:
+    """The tensors of a model folder by name, read one at a time (use as a context manager)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.file_of = _weight_files(folder)
+        self._safetensors: dict[str, object] = {}  # open handles: cheap, their pages are not kept resident
+        self._bin: tuple[str, dict] | None = None  # the one memory-mapped .bin shard in use
+
+    def names(self) -> list[str]:
+        return list(self.file_of)
+
+    def get(self, name: str) -> torch.Tensor:
+        file = self.file_of[name]
+        path = os.path.join(self.folder, file)
+        if file.endswith(".safetensors"):
+            if file not in self._safetensors:
+                from safetensors import safe_open
+                self._safetensors[file] = safe_open(path, framework="pt", device="cpu")
+            return self._safetensors[file].get_tensor(name)
+        if self._bin is None or self._bin[0] != file:
+            self._bin = None  # drop the previous shard's mapping before mapping the next
+            self._bin = (file, torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+        return self._bin[1][name]
+
+    def __enter__(self) -> "TensorReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._safetensors.clear()
+        self._bin = None
+
+
+class ShardWriter:
+    """Tensors in, safetensors shards out; at most one shard is held in memory."""
+
+    def __init__(self, folder: str, max_shard_bytes: int, dtype: torch.dtype | None = None):
+        self.folder, self.max_shard_bytes, self.dtype = folder, max_shard_bytes, dtype
+        self.pending: dict[str, torch.Tensor] = {}
+        self.pending_bytes = 0
+        self.shards: list[list[str]] = []
+        self.bytes_by_dtype: Counter[torch.dtype] = Counter()
+
+    def add(self, names: tuple[str, ...] | list[str], tensors: tuple[torch.Tensor, ...]) -> None:
+        for name, tensor in zip(names, tensors, strict=True):
+            if self.dtype is not None and tensor.is_floating_point():
+                tensor = tensor.to(self.dtype)
+            tensor = tensor.detach().to("cpu").contiguous()
+            size = tensor.numel() * tensor.element_size()
+            if self.pending and self.pending_bytes + size > self.max_shard_bytes:
+                self._flush()
+            self.pending[name] = tensor
+            self.pending_bytes += size
+            self.bytes_by_dtype[tensor.dtype] += size
+
+    def _part(self, i: int) -> str:
+        return os.path.join(self.folder, f".part-{i:05d}.safetensors")
+
+    def _flush(self) -> None:
+        from safetensors.torch import save_file
+        save_file(self.pending, self._part(len(self.shards)), metadata={"format": "pt"})
+        self.shards.append(list(self.pending))
+        self.pending, self.pending_bytes = {}, 0
+
+    def close(self) -> torch.dtype:
+        """Name the shards as transformers does and write the index; -> the dtype of most of the bytes."""
+        if self.pending or not self.shards:
+            self._flush()
+        if len(self.shards) == 1:
+            os.replace(self._part(0), os.path.join(self.folder, SAFETENSORS))
+        else:
+            weight_map = {}
+            for i, names in enumerate(self.shards):
+                file = f"model-{i + 1:05d}-of-{len(self.shards):05d}.safetensors"
+                os.replace(self._part(i), os.path.join(self.folder, file))
+                weight_map.update(dict.fromkeys(names, file))
+            write_json(os.path.join(self.folder, SAFETENSORS_INDEX), {
+                "metadata": {"total_size": sum(self.bytes_by_dtype.values())}, "weight_map": weight_map})
+        return self.bytes_by_dtype.most_common(1)[0][0] if self.bytes_by_dtype else torch.float32
