@@ -38,6 +38,9 @@ class _StateDict:
     def get(self, name: str) -> torch.Tensor:
         return self.state[name]
 
+    def release(self) -> None:
+        pass
+
 
 @dataclass
 class _Weights:
@@ -97,7 +100,7 @@ def to_safetensors(path: str, out_dir: str, *, data: str | None = None, dtype: s
     """A training checkpoint (any ZeRO stage, pipeline too) or a consolidated folder -> a consolidated folder."""
     cast, shard_bytes, staging = parse_dtype(dtype), parse_size(max_shard_size), Staging(out_dir)
     with _open_weights(path, data) as w, staging as tmp:
-        writer = ShardWriter(tmp, shard_bytes, cast)
+        writer = ShardWriter(tmp, shard_bytes, cast, after_flush=w.tensors.release)
         for name in w.tensors.names():
             writer.add((name,), (w.tensors.get(name),))
         saved = writer.close()
@@ -121,7 +124,7 @@ def to_hf(path: str, out_dir: str, *, data: str | None = None, dtype: str = "aut
         _check_names(set(w.tensors.names()), {n for ours, _, _ in groups for n in ours}, path,
                      "it was saved by another version of the model code")
         with staging as tmp:
-            writer = ShardWriter(tmp, shard_bytes, cast)
+            writer = ShardWriter(tmp, shard_bytes, cast, after_flush=w.tensors.release)
             for ours, theirs, transform in groups:
                 writer.add(theirs, transform.to_hf(tuple(w.tensors.get(n) for n in ours)))
             saved = writer.close()
@@ -150,7 +153,7 @@ def from_hf(hf_dir: str, out_dir: str, *, dtype: str = "auto", max_shard_size: s
         _check_names(present, {n for _, theirs, _ in groups for n in theirs}, f"HF folder {hf_dir}",
                      "the weights do not match config.json (layer count, or tie_word_embeddings)")
         with staging as tmp:
-            writer = ShardWriter(tmp, shard_bytes, cast)
+            writer = ShardWriter(tmp, shard_bytes, cast, after_flush=reader.release)
             for ours, theirs, transform in groups:
                 writer.add(ours, transform.from_hf(tuple(reader.get(n) for n in theirs)))
             saved = writer.close()

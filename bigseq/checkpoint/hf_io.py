@@ -2,9 +2,10 @@
 
 Reading (``TensorReader``): a folder's ``model.safetensors``, its sharded form
 (``model.safetensors.index.json``) or ``pytorch_model.bin`` (sharded or not); a safetensors
-tensor is read on request with ``safe_open(...).get_tensor``, which copies it out of the file
-without keeping the file's pages resident, and a ``.bin`` shard is memory-mapped
-(``torch.load(mmap=True, weights_only=True)``) one shard at a time.
+tensor is read on request with ``safe_open(...).get_tensor`` and a ``.bin`` shard is memory-mapped
+(``torch.load(mmap=True, weights_only=True)``). Both hand out tensors backed by the file's
+mapping, whose pages, once read, stay in the process until the file is closed: ``release()``
+closes them, and the writer calls it after each shard it saves.
 
 Writing (``ShardWriter``): tensors fill one shard up to ``max_shard_bytes``; the full shard is
 saved and dropped before the next one starts. The result is the layout transformers writes:
@@ -19,6 +20,7 @@ import json
 import os
 import re
 from collections import Counter
+from typing import Callable
 
 import torch
 
@@ -81,7 +83,7 @@ class TensorReader:
     def __init__(self, folder: str):
         self.folder = folder
         self.file_of = _weight_files(folder)
-        self._safetensors: dict[str, object] = {}  # open handles: cheap, their pages are not kept resident
+        self._safetensors: dict[str, object] = {}  # open files by name
         self._bin: tuple[str, dict] | None = None  # the one memory-mapped .bin shard in use
 
     def names(self) -> list[str]:
@@ -100,19 +102,25 @@ class TensorReader:
             self._bin = (file, torch.load(path, map_location="cpu", weights_only=True, mmap=True))
         return self._bin[1][name]
 
+    def release(self) -> None:
+        """Close the files: their pages leave the process once no tensor read from them is alive."""
+        self._safetensors.clear()
+        self._bin = None
+
     def __enter__(self) -> "TensorReader":
         return self
 
     def __exit__(self, *exc) -> None:
-        self._safetensors.clear()
-        self._bin = None
+        self.release()
 
 
 class ShardWriter:
     """Tensors in, safetensors shards out; at most one shard is held in memory."""
 
-    def __init__(self, folder: str, max_shard_bytes: int, dtype: torch.dtype | None = None):
-        self.folder, self.max_shard_bytes, self.dtype = folder, max_shard_bytes, dtype
+    def __init__(self, folder: str, max_shard_bytes: int, dtype: torch.dtype | None = None,
+                 after_flush: Callable[[], None] = lambda: None):
+        """after_flush: called once a shard is saved and dropped (the reader's ``release``)."""
+        self.folder, self.max_shard_bytes, self.dtype, self.after_flush = folder, max_shard_bytes, dtype, after_flush
         self.pending: dict[str, torch.Tensor] = {}
         self.pending_bytes = 0
         self.shards: list[list[str]] = []
@@ -138,6 +146,7 @@ class ShardWriter:
         save_file(self.pending, self._part(len(self.shards)), metadata={"format": "pt"})
         self.shards.append(list(self.pending))
         self.pending, self.pending_bytes = {}, 0
+        self.after_flush()
 
     def close(self) -> torch.dtype:
         """Name the shards as transformers does and write the index; -> the dtype of most of the bytes."""
