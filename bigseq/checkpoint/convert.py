@@ -72,7 +72,7 @@ def _open_weights(path: str, data: str | None) -> Iterator[_Weights]:
     from bigseq.data.tokenizer import Tokenizer
     cfg, task, model, meta = load_for_inference(path, data=data)
     token_ids = {"pad_token_id": task.pad_idx, "eos_token_id": task.eos_idx}
-    if os.path.isfile(os.path.join(cfg.task.data, "tokenizer.json")):
+    if cfg.task.data and os.path.isfile(os.path.join(cfg.task.data, "tokenizer.json")):
         bos = Tokenizer.load(cfg.task.data).bos_idx
         if bos is not None:
             token_ids["bos_token_id"] = bos
@@ -119,7 +119,7 @@ def to_hf(path: str, out_dir: str, *, data: str | None = None, dtype: str = "aut
             raise BigseqError(f"to-hf: the '{w.family.name}' family has no HuggingFace adapter; "
                               f"use `bigseq convert to-safetensors`")
         adapter = w.family.hf_adapter.adapter_for_cfg(w.cfg)
-        hf_config = adapter.hf_config(w.cfg, **{k: v for k, v in w.token_ids.items() if v is not None})
+        hf_config = adapter.hf_config(w.cfg, **w.token_ids)
         groups = list(adapter.groups(w.cfg))
         _check_names(set(w.tensors.names()), {n for ours, _, _ in groups for n in ours}, path,
                      "it was saved by another version of the model code")
@@ -158,7 +158,7 @@ def from_hf(hf_dir: str, out_dir: str, *, dtype: str = "auto", max_shard_size: s
                 writer.add(ours, transform.from_hf(tuple(reader.get(n) for n in theirs)))
             saved = writer.close()
             hf_files.copy_artifacts(hf_dir, tmp)
-            token_ids = {k: hf_config[k] for k in hf_files.TOKEN_ID_FIELDS if hf_config.get(k) is not None}
+            token_ids = {k: hf_config[k] for k in hf_files.TOKEN_ID_FIELDS if k in hf_config}  # None kept: no bos
             write_info(tmp, family.name, model_cfg, dtype=saved, pad_idx=hf_config.get("pad_token_id"),
                        vocab_size=model_cfg.vocab_size, token_ids=token_ids, source=os.path.abspath(hf_dir))
     return out_dir

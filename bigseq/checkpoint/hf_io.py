@@ -55,24 +55,25 @@ def parse_dtype(name: str) -> torch.dtype | None:
 
 
 def _weight_files(folder: str) -> dict[str, str]:
-    """Tensor name -> the file holding it, from the index or the single file's own header."""
-    from safetensors import safe_open
-    for index in (SAFETENSORS_INDEX, BIN_INDEX):
-        path = os.path.join(folder, index)
-        if os.path.isfile(path):
-            with open(path) as f:
-                weight_map = json.load(f)["weight_map"]
-            missing = sorted({f for f in weight_map.values() if not os.path.isfile(os.path.join(folder, f))})
-            if missing:
-                raise BigseqError(f"{path} names shards that are not in the folder ({', '.join(missing[:3])}); "
-                                  f"download the missing files")
-            return weight_map
-    if os.path.isfile(os.path.join(folder, SAFETENSORS)):
-        with safe_open(os.path.join(folder, SAFETENSORS), framework="pt") as f:
-            return dict.fromkeys(f.keys(), SAFETENSORS)
-    if os.path.isfile(os.path.join(folder, BIN)):
-        return dict.fromkeys(torch.load(os.path.join(folder, BIN), map_location="cpu", weights_only=True,
-                                        mmap=True), BIN)
+    """Tensor name -> the file holding it, from an index or a single file's own keys; safetensors first, as
+    transformers prefers them."""
+    for name in (SAFETENSORS_INDEX, SAFETENSORS, BIN_INDEX, BIN):
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            continue
+        if name == SAFETENSORS:
+            from safetensors import safe_open
+            with safe_open(path, framework="pt") as f:
+                return dict.fromkeys(f.keys(), name)
+        if name == BIN:
+            return dict.fromkeys(torch.load(path, map_location="cpu", weights_only=True, mmap=True), name)
+        with open(path) as f:
+            weight_map = json.load(f)["weight_map"]
+        missing = sorted({f for f in weight_map.values() if not os.path.isfile(os.path.join(folder, f))})
+        if missing:
+            raise BigseqError(f"{path} names shards that are not in the folder ({', '.join(missing[:3])}); "
+                              f"download the missing files")
+        return weight_map
     raise BigseqError(f"{folder} has no {SAFETENSORS}, {SAFETENSORS_INDEX}, {BIN} or {BIN_INDEX}; "
                       f"save the model with transformers' save_pretrained")
 

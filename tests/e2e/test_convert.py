@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bigseq.checkpoint.convert import build_consolidated_model
+from bigseq.checkpoint.hf_config import with_both_rope_styles
 from bigseq.checkpoint.hf_io import TensorReader, parse_size
 from bigseq.checkpoint.inference import load_for_inference
 from bigseq.errors import BigseqError
@@ -204,6 +205,7 @@ def test_round_trip_is_bit_exact_with_the_same_files(style, tied, tmp_path):
         assert _read(src / name) == _read(ours / name) == _read(back / name), name
     config = _config(back)
     assert config["dtype"] == config["torch_dtype"] == "bfloat16"
+    assert all(config.get(k) == _config(src).get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id"))
     if style == "llama":  # both RoPE key styles: transformers 5 reads the first, 4.x the second
         assert config["rope_parameters"] == {"rope_type": "default", "rope_theta": 10000.0}
         assert config["rope_theta"] == 10000.0 and config["rope_scaling"] is None
@@ -227,17 +229,20 @@ def test_dtype_flag_and_to_safetensors_of_a_consolidated_folder(tmp_path):
     _assert_same_tensors(src, back16)
 
 
-def test_from_hf_reads_sharded_pytorch_model_bin(tmp_path):
+@pytest.mark.parametrize("sharded", [True, False])
+def test_from_hf_reads_pytorch_model_bin(sharded, tmp_path):
     hf = _random_hf("llama", False)
     hf.config.save_pretrained(str(tmp_path / "hf"))
     state = hf.state_dict()
-    names = list(state)
-    weight_map = {}
-    for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2:])):
-        file = f"pytorch_model-0000{i + 1}-of-00002.bin"
-        torch.save({k: state[k] for k in part}, str(tmp_path / "hf" / file))
-        weight_map.update(dict.fromkeys(part, file))
-    (tmp_path / "hf" / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    if not sharded:
+        torch.save(state, str(tmp_path / "hf" / "pytorch_model.bin"))
+    else:
+        names, weight_map = list(state), {}
+        for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2:])):
+            file = f"pytorch_model-0000{i + 1}-of-00002.bin"
+            torch.save({k: state[k] for k in part}, str(tmp_path / "hf" / file))
+            weight_map.update(dict.fromkeys(part, file))
+        (tmp_path / "hf" / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
     convert("from-hf", str(tmp_path / "hf"), str(tmp_path / "ours"))
     with torch.no_grad():
         want = hf(TOKENS_BT).logits
@@ -293,3 +298,12 @@ def test_shard_sizes_read_like_transformers():
     assert parse_size(1024) == 1024
     with pytest.raises(BigseqError, match="--max-shard-size"):
         parse_size("big")
+
+
+def test_exported_config_carries_both_rope_styles():
+    llama3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+              "original_max_position_embeddings": 8192}
+    out = with_both_rope_styles({"rope_parameters": {**llama3, "rope_theta": 5e5}})
+    assert out["rope_theta"] == 5e5 and out["rope_scaling"] == llama3
+    legacy = with_both_rope_styles({"rope_theta": 1e6, "rope_scaling": {"type": "linear", "factor": 2.0}})
+    assert legacy["rope_parameters"] == {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6}
