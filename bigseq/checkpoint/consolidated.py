@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from bigseq.atomic_files import write_json
+from bigseq.checkpoint.hf_io import TensorReader, dtype_name
 from bigseq.config import build_config
 from bigseq.errors import BigseqError
 from bigseq.models.family import get_family
@@ -52,7 +53,7 @@ def write_info(folder: str, model_name: str, model_cfg, *, dtype: torch.dtype, *
     """config.json of a consolidated folder; ``extra``: pad_idx, vocab_size, token_ids, names, ..."""
     write_json(os.path.join(folder, "config.json"), {
         "bigseq_format": FORMAT, "model_name": model_name, "model": dataclasses.asdict(model_cfg),
-        "dtype": str(dtype).removeprefix("torch."), **extra})
+        "dtype": dtype_name(dtype), **extra})
 
 
 def is_consolidated(folder: str) -> bool:
@@ -77,7 +78,6 @@ def read_info(folder: str) -> tuple[dict, object]:
 
 def load_consolidated(folder: str) -> tuple[dict, object, dict[str, torch.Tensor]]:
     """-> (config.json dict, the model's config object, state dict in the dtype it was saved in)."""
-    from bigseq.checkpoint.hf_io import TensorReader
     info, model_cfg = read_info(folder)
     with TensorReader(folder) as reader:
         return info, model_cfg, {name: reader.get(name) for name in reader.names()}

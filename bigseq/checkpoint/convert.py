@@ -17,9 +17,9 @@ from typing import Any, Iterator
 import torch
 
 from bigseq.atomic_files import write_json
-from bigseq.checkpoint import hf_config as hf_files
+from bigseq.checkpoint import hf_files
 from bigseq.checkpoint.consolidated import Staging, build_consolidated_model, is_consolidated, read_info, write_info
-from bigseq.checkpoint.hf_io import DEFAULT_SHARD_SIZE, ShardWriter, TensorReader, parse_dtype, parse_size
+from bigseq.checkpoint.hf_io import DEFAULT_SHARD_SIZE, ShardWriter, TensorReader, dtype_name, parse_dtype, parse_size
 from bigseq.errors import BigseqError
 from bigseq.models.family import ModelFamily, get_family, hf_family
 
@@ -91,10 +91,6 @@ def _check_names(present: set[str], needed: set[str], where: str, fix: str) -> N
         raise BigseqError(f"{where} has tensors this config does not use: {extra[:5]}; {fix}")
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 def to_safetensors(path: str, out_dir: str, *, data: str | None = None, dtype: str = "auto",
                    max_shard_size: str = DEFAULT_SHARD_SIZE) -> str:
     """A training checkpoint (any ZeRO stage, pipeline too) or a consolidated folder -> a consolidated folder."""
@@ -128,7 +124,7 @@ def to_hf(path: str, out_dir: str, *, data: str | None = None, dtype: str = "aut
             for ours, theirs, transform in groups:
                 writer.add(theirs, transform.to_hf(tuple(w.tensors.get(n) for n in ours)))
             saved = writer.close()
-            write_json(os.path.join(tmp, "config.json"), hf_files.export_config(hf_config, _dtype_name(saved)))
+            write_json(os.path.join(tmp, "config.json"), hf_files.export_config(hf_config, dtype_name(saved)))
             hf_files.copy_artifacts(w.artifacts_dir, tmp)
     return out_dir
 

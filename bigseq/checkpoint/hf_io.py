@@ -54,6 +54,11 @@ def parse_dtype(name: str) -> torch.dtype | None:
     return DTYPES[name]
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """torch.bfloat16 -> 'bfloat16', as config.json's dtype / torch_dtype spell it."""
+    return str(dtype).removeprefix("torch.")
+
+
 def _weight_files(folder: str) -> dict[str, str]:
     """Tensor name -> the file holding it, from an index or a single file's own keys; safetensors first, as
     transformers prefers them."""

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bigseq.checkpoint.convert import build_consolidated_model
-from bigseq.checkpoint.hf_config import with_both_rope_styles
+from bigseq.checkpoint.hf_files import with_both_rope_styles
 from bigseq.checkpoint.hf_io import TensorReader, parse_size
 from bigseq.checkpoint.inference import load_for_inference
 from bigseq.errors import BigseqError
