@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 import report  # noqa: E402  (benchmarks/report.py, beside this script)
+
+# benchmarks/kernels.py would shadow the `kernels` package transformers imports
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 from e2e.convert_memory import MIB, measure, write_synthetic_llama  # noqa: E402
 
 

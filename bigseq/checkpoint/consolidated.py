@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from bigseq.atomic_files import write_json
-from bigseq.checkpoint.hf_io import TensorReader, dtype_name
+from bigseq.checkpoint.hf_read import TensorReader
+from bigseq.checkpoint.hf_write import dtype_name
 from bigseq.config import build_config
 from bigseq.errors import BigseqError
 from bigseq.models.family import get_family

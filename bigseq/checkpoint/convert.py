@@ -1,7 +1,7 @@
 """`bigseq convert to-safetensors | to-hf | from-hf`, streamed group by group.
 
 A family's HF adapter lists its key map as groups (our names, HF names, transform): each group's
-tensors are read (hf_io.TensorReader over a folder, or a trained model's state dict), transformed
+tensors are read (hf_read.TensorReader over a folder, or a trained model's state dict), transformed
 and handed to a ShardWriter, which saves a shard as soon as it is full; so converting a folder
 holds about one output shard, never the model. Only a training checkpoint is loaded whole (DeepSpeed
 consolidates it in memory). Every conversion writes into a staging folder renamed when complete.
@@ -19,7 +19,8 @@ import torch
 from bigseq.atomic_files import write_json
 from bigseq.checkpoint import hf_files
 from bigseq.checkpoint.consolidated import Staging, build_consolidated_model, is_consolidated, read_info, write_info
-from bigseq.checkpoint.hf_io import DEFAULT_SHARD_SIZE, ShardWriter, TensorReader, dtype_name, parse_dtype, parse_size
+from bigseq.checkpoint.hf_read import TensorReader
+from bigseq.checkpoint.hf_write import DEFAULT_SHARD_SIZE, ShardWriter, dtype_name, parse_dtype, parse_size
 from bigseq.errors import BigseqError
 from bigseq.models.family import ModelFamily, get_family, hf_family
 

@@ -10,7 +10,8 @@ import torch
 
 from bigseq.checkpoint.convert import build_consolidated_model
 from bigseq.checkpoint.hf_files import with_both_rope_styles
-from bigseq.checkpoint.hf_io import TensorReader, parse_size
+from bigseq.checkpoint.hf_read import TensorReader
+from bigseq.checkpoint.hf_write import parse_size
 from bigseq.checkpoint.inference import load_for_inference
 from bigseq.errors import BigseqError
 
@@ -307,3 +308,16 @@ def test_exported_config_carries_both_rope_styles():
     assert out["rope_theta"] == 5e5 and out["rope_scaling"] == llama3
     legacy = with_both_rope_styles({"rope_theta": 1e6, "rope_scaling": {"type": "linear", "factor": 2.0}})
     assert legacy["rope_parameters"] == {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6}
+
+
+def test_reader_reads_what_safetensors_wrote(tmp_path):
+    from safetensors.torch import save_file
+    tensors = {"bf16": torch.randn(3, 5).bfloat16(), "fp16": torch.randn(7).half(), "i64": torch.arange(4),
+               "flag": torch.tensor([True, False]), "scalar": torch.tensor(2.5), "empty": torch.zeros(0, 3),
+               "f8": torch.randn(4).to(torch.float8_e4m3fn)}
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    got = _tensors(tmp_path)
+    assert sorted(got) == sorted(tensors)
+    for k, v in tensors.items():
+        assert got[k].dtype == v.dtype and got[k].shape == v.shape, k
+        assert torch.equal(got[k].reshape(-1).view(torch.uint8), v.reshape(-1).view(torch.uint8)), k

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from bigseq.checkpoint.hf_io import TensorReader
+from bigseq.checkpoint.hf_read import TensorReader
 
 from .convert_memory import MIB, measure, write_synthetic_llama
 from .runner import ROOT

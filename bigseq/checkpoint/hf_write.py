@@ -1,22 +1,14 @@
-"""Weights read and written one tensor at a time, so converting a model never holds all of it.
+"""Weights written one shard at a time (``ShardWriter``), in the layout transformers writes.
 
-Reading (``TensorReader``): a folder's ``model.safetensors``, its sharded form
-(``model.safetensors.index.json``) or ``pytorch_model.bin`` (sharded or not); a safetensors
-tensor is read on request with ``safe_open(...).get_tensor`` and a ``.bin`` shard is memory-mapped
-(``torch.load(mmap=True, weights_only=True)``). Both hand out tensors backed by the file's
-mapping, whose pages, once read, stay in the process until the file is closed: ``release()``
-closes them, and the writer calls it after each shard it saves.
-
-Writing (``ShardWriter``): tensors fill one shard up to ``max_shard_bytes``; the full shard is
-saved and dropped before the next one starts. The result is the layout transformers writes:
-``model.safetensors`` when everything fits one shard, otherwise ``model-0000i-of-0000N.safetensors``
-plus ``model.safetensors.index.json`` with its ``"metadata"`` key (transformers 5 raises
-KeyError('metadata') without it).
+Tensors fill one shard up to ``max_shard_bytes``; the full shard is saved (with
+``metadata={"format": "pt"}``) and dropped before the next one starts, so a conversion holds
+about one shard. The result is ``model.safetensors`` when everything fits one shard, otherwise
+``model-0000i-of-0000N.safetensors`` plus ``model.safetensors.index.json`` with its
+``"metadata"`` key (transformers 5 raises KeyError('metadata') without it).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter
@@ -25,12 +17,9 @@ from typing import Callable
 import torch
 
 from bigseq.atomic_files import write_json
+from bigseq.checkpoint.hf_read import SAFETENSORS, SAFETENSORS_INDEX
 from bigseq.errors import BigseqError
 
-SAFETENSORS = "model.safetensors"
-SAFETENSORS_INDEX = SAFETENSORS + ".index.json"
-BIN = "pytorch_model.bin"
-BIN_INDEX = BIN + ".index.json"
 DEFAULT_SHARD_SIZE = "5GB"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -57,67 +46,6 @@ def parse_dtype(name: str) -> torch.dtype | None:
 def dtype_name(dtype: torch.dtype) -> str:
     """torch.bfloat16 -> 'bfloat16', as config.json's dtype / torch_dtype spell it."""
     return str(dtype).removeprefix("torch.")
-
-
-def _weight_files(folder: str) -> dict[str, str]:
-    """Tensor name -> the file holding it, from an index or a single file's own keys; safetensors first, as
-    transformers prefers them."""
-    for name in (SAFETENSORS_INDEX, SAFETENSORS, BIN_INDEX, BIN):
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            continue
-        if name == SAFETENSORS:
-            from safetensors import safe_open
-            with safe_open(path, framework="pt") as f:
-                return dict.fromkeys(f.keys(), name)
-        if name == BIN:
-            return dict.fromkeys(torch.load(path, map_location="cpu", weights_only=True, mmap=True), name)
-        with open(path) as f:
-            weight_map = json.load(f)["weight_map"]
-        missing = sorted({f for f in weight_map.values() if not os.path.isfile(os.path.join(folder, f))})
-        if missing:
-            raise BigseqError(f"{path} names shards that are not in the folder ({', '.join(missing[:3])}); "
-                              f"download the missing files")
-        return weight_map
-    raise BigseqError(f"{folder} has no {SAFETENSORS}, {SAFETENSORS_INDEX}, {BIN} or {BIN_INDEX}; "
-                      f"save the model with transformers' save_pretrained")
-
-
-class TensorReader:
-    """The tensors of a model folder by name, read one at a time (use as a context manager)."""
-
-    def __init__(self, folder: str):
-        self.folder = folder
-        self.file_of = _weight_files(folder)
-        self._safetensors: dict[str, object] = {}  # open files by name
-        self._bin: tuple[str, dict] | None = None  # the one memory-mapped .bin shard in use
-
-    def names(self) -> list[str]:
-        return list(self.file_of)
-
-    def get(self, name: str) -> torch.Tensor:
-        file = self.file_of[name]
-        path = os.path.join(self.folder, file)
-        if file.endswith(".safetensors"):
-            if file not in self._safetensors:
-                from safetensors import safe_open
-                self._safetensors[file] = safe_open(path, framework="pt", device="cpu")
-            return self._safetensors[file].get_tensor(name)
-        if self._bin is None or self._bin[0] != file:
-            self._bin = None  # drop the previous shard's mapping before mapping the next
-            self._bin = (file, torch.load(path, map_location="cpu", weights_only=True, mmap=True))
-        return self._bin[1][name]
-
-    def release(self) -> None:
-        """Close the files: their pages leave the process once no tensor read from them is alive."""
-        self._safetensors.clear()
-        self._bin = None
-
-    def __enter__(self) -> "TensorReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 class ShardWriter:
