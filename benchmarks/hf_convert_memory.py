@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,8 @@ import report  # noqa: E402  (benchmarks/report.py, beside this script)
 # benchmarks/kernels.py would shadow the `kernels` package transformers imports
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 from e2e.convert_memory import MIB, measure, write_synthetic_llama  # noqa: E402
+
+from bigseq.checkpoint.hf_write import parse_size  # noqa: E402
 
 
 def _git(*args: str) -> str:
@@ -59,6 +62,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=16, help="16 x 1024 (ffn 2816), vocab 32000: 517 MiB bf16")
     parser.add_argument("--input-shard-mib", type=int, default=200)
     parser.add_argument("--max-shard-size", default="200MiB", help="output shards of the streaming converter")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--before-commit", default=None, help="default: git merge-base HEAD main")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "hf_convert_memory.md"))
     args = parser.parse_args()
@@ -70,9 +74,14 @@ def main() -> None:
         for mode, root in roots.items():
             ours, back = os.path.join(tmp, f"{mode}-ours"), os.path.join(tmp, f"{mode}-hf")
             for direction, src, out in (("from-hf", os.path.join(tmp, "hf"), ours), ("to-hf", ours, back)):
-                row = measure(direction, src, out, code_root=root, mode=mode, max_shard_size=args.max_shard_size)
-                rows[mode, direction] = {**row, "output": _weights(out)}
-                print(mode, direction, {k: v for k, v in rows[mode, direction].items()}, flush=True)
+                runs = []
+                for _ in range(args.repeats):  # the machine is shared: the fastest run, the highest peak
+                    shutil.rmtree(out, ignore_errors=True)
+                    runs.append(measure(direction, src, out, code_root=root, mode=mode,
+                                        max_shard_size=args.max_shard_size))
+                rows[mode, direction] = {"above_baseline": max(r["above_baseline"] for r in runs),
+                                         "seconds": min(r["seconds"] for r in runs), "output": _weights(out)}
+                print(mode, direction, rows[mode, direction], flush=True)
     table = ["| conversion | peak RSS above imports, before (MiB) | after (MiB) | time before (s) | after (s) | "
              "output before | output after |", "|---|---|---|---|---|---|---|"]
     for direction in ("from-hf", "to-hf"):
@@ -80,6 +89,11 @@ def main() -> None:
         table.append(f"| {direction} | {b['above_baseline'] / MIB:.0f} | {a['above_baseline'] / MIB:.0f} | "
                      f"{b['seconds']:.2f} | {a['seconds']:.2f} | {b['output']} | {a['output']} |")
     total, largest = sizes["total_bytes"] / MIB, sizes["largest_bytes"] / MIB
+    shard = parse_size(args.max_shard_size) / MIB
+
+    def peak(mode: str, direction: str) -> float:
+        return rows[mode, direction]["above_baseline"] / MIB
+
     report.write(
         args.out, "`bigseq convert from-hf` / `to-hf`: peak RAM and time (CPU)",
         f"CPU: {_cpu_model()}. Synthetic Llama {args.layers} x 1024 (ffn 2816, vocab 32000, untied), bf16, "
@@ -87,12 +101,20 @@ def main() -> None:
         f"{before_commit[:7]} (whole state dict in memory, fp32 out; its to-hf body run on the consolidated folder "
         f"because that commit's to-hf takes only training checkpoints). After: this commit, "
         f"--max-shard-size {args.max_shard_size}, --dtype auto. Each conversion in a fresh process; peak = VmHWM "
-        f"(reset after the imports) minus VmRSS at that point; time = the conversion call alone.",
-        f"python benchmarks/hf_convert_memory.py --layers {args.layers} --max-shard-size {args.max_shard_size}",
+        f"(reset after the imports) minus VmRSS at that point, the highest of {args.repeats} runs; time = the "
+        f"conversion call alone, the fastest of {args.repeats} runs (2 shared cores).",
+        f"python benchmarks/hf_convert_memory.py --layers {args.layers} --max-shard-size {args.max_shard_size} "
+        f"--repeats {args.repeats}",
         table,
-        f"streaming holds about one output shard plus one tensor (budget {args.max_shard_size} + {largest:.0f} MiB "
-        f"here) whatever the model size, where the whole-model path grew with the checkpoint (several times its "
-        f"size, since it also upcast to fp32); the output keeps bf16, so it is half the size of the old fp32 file.")
+        f"streaming holds about one output shard ({shard:.0f} MiB) plus the tensors in flight: "
+        f"{peak('after', 'from-hf'):.0f} and {peak('after', 'to-hf'):.0f} MiB here, and it does not grow with the "
+        f"model. The whole-model path held {peak('before', 'from-hf') / total:.1f}x and "
+        f"{peak('before', 'to-hf') / total:.1f}x the bf16 checkpoint (it upcast everything to fp32; its to-hf also "
+        f"built the model), so it grows with the model. The output keeps bf16: half the bytes of the old fp32 file. "
+        f"Each safetensors tensor is read by its byte range into its own buffer (bigseq/checkpoint/hf_read.py): "
+        f"with safetensors' safe_open.get_tensor, whose tensors are views of a mapping of the whole file, from-hf "
+        f"peaked at 398 MiB on this model, because every page read through a mapping stays resident while any "
+        f"tensor of that file is alive.")
 
 
 if __name__ == "__main__":
