@@ -1,185 +1,161 @@
-"""Consolidated model folders: bigseq checkpoint -> safetensors / HF, HF -> bigseq.
+"""`bigseq convert to-safetensors | to-hf | from-hf`, streamed group by group.
 
-A consolidated folder holds ``model.safetensors`` (fp32, the model's own keys),
-``config.json`` (``bigseq_format: consolidated``, the model name and config,
-and the training config when there was one) and the tokenizer files when known.
-``--finetune-from-model`` accepts it (see manager.load_weights_only).
+A family's HF adapter lists its key map as groups (our names, HF names, transform): each group's
+tensors are read (hf_read.TensorReader over a folder, or a trained model's state dict), transformed
+and handed to a ShardWriter, which saves a shard as soon as it is full; so converting a folder
+holds about one output shard, never the model. Only a training checkpoint is loaded whole (DeepSpeed
+consolidates it in memory). Every conversion writes into a staging folder renamed when complete.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import contextlib
 import os
-import shutil
-import tempfile
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 import torch
 
 from bigseq.atomic_files import write_json
-from bigseq.config import build_config
+from bigseq.checkpoint import hf_files
+from bigseq.checkpoint.consolidated import Staging, build_consolidated_model, is_consolidated, read_info, write_info
+from bigseq.checkpoint.hf_read import TensorReader
+from bigseq.checkpoint.hf_write import DEFAULT_SHARD_SIZE, ShardWriter, dtype_name, parse_dtype, parse_size
 from bigseq.errors import BigseqError
-from bigseq.models.family import get_family, hf_family
+from bigseq.models.family import ModelFamily, get_family, hf_family
 
-FORMAT = "consolidated"
-WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                   "vocab.json", "merges.txt")
+__all__ = ["to_safetensors", "to_hf", "from_hf", "build_consolidated_model"]  # the last re-exported from consolidated
 
 
-class _Staging:
-    """Write into a hidden sibling folder; rename it onto out_dir only when complete."""
+class _StateDict:
+    """A state dict read like a TensorReader."""
 
-    def __init__(self, out_dir: str):
-        self.out_dir = os.path.abspath(out_dir.rstrip("/"))
-        if os.path.isdir(self.out_dir) and os.listdir(self.out_dir):
-            raise BigseqError(f"{out_dir} exists and is not empty; choose a new output folder")
-        os.makedirs(os.path.dirname(self.out_dir), exist_ok=True)
+    def __init__(self, state: dict[str, torch.Tensor]):
+        self.state = state
 
-    def __enter__(self) -> str:
-        self.path = tempfile.mkdtemp(dir=os.path.dirname(self.out_dir), prefix=".convert-")
-        return self.path
+    def names(self) -> list[str]:
+        return list(self.state)
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.replace(self.path, self.out_dir)  # rename(2) may replace an empty folder
-        else:
-            shutil.rmtree(self.path, ignore_errors=True)
+    def get(self, name: str) -> torch.Tensor:
+        return self.state[name]
+
+    def release(self) -> None:
+        pass
 
 
-def _save_tensors(state: dict[str, torch.Tensor], path: str) -> None:
-    from safetensors.torch import save_file
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in state.items()}, path, metadata={"format": "pt"})
+@dataclass
+class _Weights:
+    """Our model's weights, by name, and what travels with them."""
+
+    family: ModelFamily
+    cfg: Any
+    tensors: TensorReader | _StateDict
+    token_ids: dict[str, Any]
+    """bos/eos/pad_token_id for the exported config.json."""
+    artifacts_dir: str | None
+    """Where the tokenizer, chat template and generation config files are."""
+    info: dict[str, Any]
+    """What a consolidated folder's config.json records besides the model (pad_idx, num_updates, ...)."""
 
 
-def _copy_tokenizer(src_dir: str | None, dest: str) -> bool:
-    names = [n for n in TOKENIZER_FILES if src_dir and os.path.isfile(os.path.join(src_dir, n))]
-    for name in names:
-        shutil.copy2(os.path.join(src_dir, name), os.path.join(dest, name))
-    return bool(names)
-
-
-def to_safetensors(path: str, out_dir: str, *, data: str | None = None) -> str:
-    """A training checkpoint (any ZeRO stage, pipeline too) -> a consolidated fp32 folder."""
+@contextlib.contextmanager
+def _open_weights(path: str, data: str | None) -> Iterator[_Weights]:
+    """A consolidated folder (read tensor by tensor) or a training checkpoint (loaded and consolidated)."""
+    if os.path.isdir(path) and is_consolidated(path):
+        info, cfg = read_info(path)
+        token_ids = info.get("token_ids") or {"pad_token_id": info.get("pad_idx")}
+        rest = {k: v for k, v in info.items() if k not in ("bigseq_format", "model_name", "model", "dtype")}
+        with TensorReader(path) as reader:
+            yield _Weights(get_family(info["model_name"]), cfg, reader, token_ids, data or path, rest)
+        return
     from bigseq.checkpoint.inference import load_for_inference
     from bigseq.config.train_config import train_config_to_dict
-    cfg, task, model, meta = load_for_inference(path, data=data)
-    with _Staging(out_dir) as tmp:
-        _save_tensors({k: v.float() for k, v in model.state_dict().items()}, os.path.join(tmp, WEIGHTS_FILE))
-        _copy_tokenizer(cfg.task.data, tmp)
-        write_json(os.path.join(tmp, "config.json"), {
-            "bigseq_format": FORMAT, "model_name": cfg.names["model"], "model": dataclasses.asdict(model.cfg),
-            "pad_idx": task.pad_idx, "vocab_size": meta["vocab_size"], "num_updates": meta["num_updates"],
-            "names": cfg.names, "train_config": train_config_to_dict(cfg)})
-    return out_dir
-
-
-def to_hf(path: str, out_dir: str, *, data: str | None = None) -> str:
-    """A checkpoint of a family with an HF adapter -> a transformers folder (config.json, model.safetensors,
-    tokenizer)."""
-    from bigseq.checkpoint.inference import load_for_inference
-    cfg, task, model, _ = load_for_inference(path, data=data)
-    adapter = get_family(cfg.names["model"]).hf_adapter
-    if adapter is None:
-        raise BigseqError(f"to-hf: the '{cfg.names['model']}' family has no HuggingFace adapter; "
-                          f"use `bigseq convert to-safetensors`")
-    token_ids = {"pad_token_id": task.pad_idx, "eos_token_id": task.eos_idx}
-    tokenizer = _load_tokenizer(cfg.task.data)
-    if tokenizer is not None and tokenizer.bos_idx is not None:
-        token_ids["bos_token_id"] = tokenizer.bos_idx
-    hf_config = adapter.hf_config_from_cfg(model.cfg, **token_ids)
-    state = _without_aliases(adapter.to_hf_state_dict(model, model.cfg))
-    with _Staging(out_dir) as tmp:
-        _save_tensors({k: v.float() for k, v in state.items()}, os.path.join(tmp, WEIGHTS_FILE))
-        hf_config.save_pretrained(tmp)
-        if tokenizer is not None:
-            tokenizer.save(tmp)
-    return out_dir
-
-
-def _without_aliases(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop a tensor that is another one (a tied head is the embedding): safetensors refuses shared
-    tensors, and transformers re-ties from tie_word_embeddings."""
-    seen, out = set(), {}
-    for key, tensor in state.items():
-        if tensor.data_ptr() not in seen:
-            seen.add(tensor.data_ptr())
-            out[key] = tensor
-    return out
-
-
-def _load_tokenizer(data_dir: str | None):
     from bigseq.data.tokenizer import Tokenizer
-    if not data_dir or not os.path.isfile(os.path.join(data_dir, "tokenizer.json")):
-        return None
-    return Tokenizer.load(data_dir)
+    cfg, task, model, meta = load_for_inference(path, data=data)
+    token_ids = {"pad_token_id": task.pad_idx, "eos_token_id": task.eos_idx}
+    if cfg.task.data and os.path.isfile(os.path.join(cfg.task.data, "tokenizer.json")):
+        bos = Tokenizer.load(cfg.task.data).bos_idx
+        if bos is not None:
+            token_ids["bos_token_id"] = bos
+    info = {"pad_idx": task.pad_idx, "vocab_size": meta["vocab_size"], "num_updates": meta["num_updates"],
+            "names": cfg.names, "train_config": train_config_to_dict(cfg), "token_ids": token_ids}
+    yield _Weights(get_family(cfg.names["model"]), model.cfg, _StateDict(model.state_dict()), token_ids,
+                   cfg.task.data, info)
 
 
-def read_hf_state_dict(hf_dir: str) -> dict[str, torch.Tensor]:
-    """model.safetensors, its sharded form (model.safetensors.index.json) or pytorch_model.bin."""
-    from safetensors.torch import load_file
-    single, index = os.path.join(hf_dir, WEIGHTS_FILE), os.path.join(hf_dir, WEIGHTS_FILE + ".index.json")
-    if os.path.isfile(single):
-        return load_file(single)
-    if os.path.isfile(index):
-        with open(index) as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
-        return {k: v for shard in shards for k, v in load_file(os.path.join(hf_dir, shard)).items()}
-    if os.path.isfile(os.path.join(hf_dir, "pytorch_model.bin")):
-        return torch.load(os.path.join(hf_dir, "pytorch_model.bin"), map_location="cpu", weights_only=True)
-    raise BigseqError(f"{hf_dir} has no {WEIGHTS_FILE}, sharded safetensors or pytorch_model.bin; "
-                      f"save the model with transformers' save_pretrained")
+def _check_names(present: set[str], needed: set[str], where: str, fix: str) -> None:
+    """Before anything is written: every tensor a group reads is there, and nothing is left over."""
+    missing, extra = sorted(needed - present), sorted(present - needed)
+    if missing:
+        raise BigseqError(f"{where} has no '{missing[0]}' ({len(missing)} tensors missing); {fix}")
+    if extra:
+        raise BigseqError(f"{where} has tensors this config does not use: {extra[:5]}; {fix}")
 
 
-def from_hf(hf_dir: str, out_dir: str) -> str:
-    """A transformers folder of a model type some family converts -> a consolidated bigseq folder (with the
-    HF tokenizer files)."""
-    from bigseq.config.train_config import load_components
-    load_components(None)
-    config_path = os.path.join(hf_dir, "config.json")
-    if not os.path.isfile(config_path):
-        raise BigseqError(f"{hf_dir} has no config.json; pass a folder saved by transformers' save_pretrained")
-    with open(config_path) as f:
-        hf_config = json.load(f)
-    family = hf_family(hf_config.get("model_type"))
-    model_cfg = family.hf_adapter.cfg_from_hf_config(hf_config)
-    state = family.hf_adapter.from_hf_state_dict(read_hf_state_dict(hf_dir), model_cfg)
-    with _Staging(out_dir) as tmp:
-        _save_tensors({k: v.float() for k, v in state.items()}, os.path.join(tmp, WEIGHTS_FILE))
-        _copy_tokenizer(hf_dir, tmp)
-        write_json(os.path.join(tmp, "config.json"), {
-            "bigseq_format": FORMAT, "model_name": family.name, "model": dataclasses.asdict(model_cfg),
-            "pad_idx": hf_config.get("pad_token_id"), "vocab_size": model_cfg.vocab_size,
-            "source": os.path.abspath(hf_dir)})
+def to_safetensors(path: str, out_dir: str, *, data: str | None = None, dtype: str = "auto",
+                   max_shard_size: str = DEFAULT_SHARD_SIZE) -> str:
+    """A training checkpoint (any ZeRO stage, pipeline too) or a consolidated folder -> a consolidated folder."""
+    cast, shard_bytes, staging = parse_dtype(dtype), parse_size(max_shard_size), Staging(out_dir)
+    with _open_weights(path, data) as w, staging as tmp:
+        writer = ShardWriter(tmp, shard_bytes, cast, after_flush=w.tensors.release)
+        for name in w.tensors.names():
+            writer.add((name,), (w.tensors.get(name),))
+        saved = writer.close()
+        hf_files.copy_artifacts(w.artifacts_dir, tmp)
+        write_info(tmp, w.family.name, w.cfg, dtype=saved, **w.info)
     return out_dir
 
 
-def is_consolidated(folder: str) -> bool:
-    path = os.path.join(folder, "config.json")
-    if not os.path.isfile(path):
-        return False
-    with open(path) as f:
-        return json.load(f).get("bigseq_format") == FORMAT
+def to_hf(path: str, out_dir: str, *, data: str | None = None, dtype: str = "auto",
+          max_shard_size: str = DEFAULT_SHARD_SIZE) -> str:
+    """A training checkpoint or consolidated folder of a family with an HF adapter -> a transformers folder
+    (config.json, weights, and the tokenizer / chat template / generation config files of its source)."""
+    cast, shard_bytes, staging = parse_dtype(dtype), parse_size(max_shard_size), Staging(out_dir)
+    with _open_weights(path, data) as w:
+        if w.family.hf_adapter is None:
+            raise BigseqError(f"to-hf: the '{w.family.name}' family has no HuggingFace adapter; "
+                              f"use `bigseq convert to-safetensors`")
+        adapter = w.family.hf_adapter.adapter_for_cfg(w.cfg)
+        hf_config = adapter.hf_config(w.cfg, **w.token_ids)
+        groups = list(adapter.groups(w.cfg))
+        _check_names(set(w.tensors.names()), {n for ours, _, _ in groups for n in ours}, path,
+                     "it was saved by another version of the model code")
+        with staging as tmp:
+            writer = ShardWriter(tmp, shard_bytes, cast, after_flush=w.tensors.release)
+            for ours, theirs, transform in groups:
+                writer.add(theirs, transform.to_hf(tuple(w.tensors.get(n) for n in ours)))
+            saved = writer.close()
+            write_json(os.path.join(tmp, "config.json"), hf_files.export_config(hf_config, dtype_name(saved)))
+            hf_files.copy_artifacts(w.artifacts_dir, tmp)
+    return out_dir
 
 
-def load_consolidated(folder: str) -> tuple[dict, object, dict[str, torch.Tensor]]:
-    """-> (config.json dict, the model's config object, fp32 state dict)."""
-    from safetensors.torch import load_file
-
+def from_hf(hf_dir: str, out_dir: str, *, dtype: str = "auto", max_shard_size: str = DEFAULT_SHARD_SIZE) -> str:
+    """A transformers folder of a model type some family converts -> a consolidated bigseq folder (with the
+    source's tokenizer, chat template and generation config files)."""
     from bigseq.config.train_config import load_components
     load_components(None)
-    if not is_consolidated(folder):
-        raise BigseqError(f"{folder} is not a bigseq consolidated folder (config.json with bigseq_format "
-                          f"'{FORMAT}'); make one with `bigseq convert to-safetensors` or `from-hf`")
-    with open(os.path.join(folder, "config.json")) as f:
-        info = json.load(f)
-    model_cfg = build_config(get_family(info["model_name"]).config_cls, None, info["model"])
-    return info, model_cfg, load_file(os.path.join(folder, WEIGHTS_FILE))
-
-
-def build_consolidated_model(folder: str) -> torch.nn.Module:
-    """The model of a consolidated folder, weights loaded, in eval mode."""
-    info, model_cfg, state = load_consolidated(folder)
-    model = get_family(info["model_name"]).model_cls(model_cfg, pad_idx=info.get("pad_idx"))
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    cast, shard_bytes = parse_dtype(dtype), parse_size(max_shard_size)
+    hf_config = hf_files.read_hf_config(hf_dir)
+    hf_files.refuse_unsupported(hf_config)
+    family = hf_family(hf_config.get("model_type"))
+    adapter = family.hf_adapter.adapter_for_hf(hf_config)
+    model_cfg = adapter.cfg_from_hf(hf_config)
+    hf_files.check_vocab_fits(hf_dir, hf_config)
+    staging = Staging(out_dir)
+    with TensorReader(hf_dir) as reader:
+        groups = list(adapter.groups(model_cfg))
+        tied = adapter.tied_head(model_cfg)
+        present = {n for n in reader.names() if not n.endswith(adapter.ignored_suffixes)} - {tied and tied[0]}
+        _check_names(present, {n for _, theirs, _ in groups for n in theirs}, f"HF folder {hf_dir}",
+                     "the weights do not match config.json (layer count, or tie_word_embeddings)")
+        with staging as tmp:
+            writer = ShardWriter(tmp, shard_bytes, cast, after_flush=reader.release)
+            for ours, theirs, transform in groups:
+                writer.add(ours, transform.from_hf(tuple(reader.get(n) for n in theirs)))
+            saved = writer.close()
+            hf_files.copy_artifacts(hf_dir, tmp)
+            token_ids = {k: hf_config[k] for k in hf_files.TOKEN_ID_FIELDS if k in hf_config}  # None kept: no bos
+            write_info(tmp, family.name, model_cfg, dtype=saved, pad_idx=hf_config.get("pad_token_id"),
+                       vocab_size=model_cfg.vocab_size, token_ids=token_ids, source=os.path.abspath(hf_dir))
+    return out_dir

@@ -115,8 +115,8 @@ def load(trainer, save_dir: str) -> dict | None:
 
 def load_weights_only(trainer, path: str) -> None:
     """--finetune-from-model: weights of another run, fresh optimizer/schedule/data position."""
-    from bigseq.checkpoint import convert
-    if os.path.isdir(path) and convert.is_consolidated(path):
+    from bigseq.checkpoint import consolidated
+    if os.path.isdir(path) and consolidated.is_consolidated(path):
         load_consolidated_weights(trainer, path)
         return
     save_dir, tag = files.resolve_checkpoint(path)
@@ -135,8 +135,8 @@ def load_consolidated_weights(trainer, folder: str) -> None:
     """Weights of a consolidated folder (`bigseq convert to-safetensors` / `from-hf`) into the engine's model."""
     import dataclasses
 
-    from bigseq.checkpoint import convert
-    info, saved_cfg, state = convert.load_consolidated(folder)
+    from bigseq.checkpoint import consolidated
+    info, saved_cfg, state = consolidated.load_consolidated(folder)
     names = {"model": info["model_name"], "arch": info.get("names", {}).get("arch", info["model_name"])}
     saved_model = dataclasses.asdict(saved_cfg)
     check_compatible({"cfg": {"model": {**saved_model, "vocab_size": trainer.cfg.model.vocab_size}},

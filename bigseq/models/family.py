@@ -51,7 +51,10 @@ class ModelFamily:
     pipeline_layers: Optional[Callable[[Any, Any], list]] = None
     """(model config, task) -> the model as ordered PipelineLayers; None: no pipeline parallelism."""
     hf_adapter: Any = None
-    """Module or object with cfg_from_hf_config, hf_config_from_cfg, from_hf_state_dict, to_hf_state_dict."""
+    """Module or object with HF_MODEL_TYPES, cfg_from_hf_config, hf_config_from_cfg, from_hf_state_dict,
+    to_hf_state_dict, and for the streaming converters (checkpoint/convert.py) adapter_for_hf(config dict) /
+    adapter_for_cfg(cfg): one model type's adapter with cfg_from_hf, hf_config, groups(cfg) (our names, HF names,
+    transform in checkpoint order), tied_head(cfg) and ignored_suffixes."""
     dims: Optional[Callable[[Any], ModelDims]] = None
     """model config -> its sizes (None: unknown; ZeRO-3 keeps DeepSpeed's buffer sizes)."""
     attention_flops_per_token: Callable[[Any, int], float] = lambda cfg, seq_len: 0.0
@@ -95,8 +98,12 @@ def hf_family(model_type: str | None) -> ModelFamily:
     for family in _FAMILIES.values():
         if family.hf_adapter is not None and model_type in family.hf_adapter.HF_MODEL_TYPES:
             return family
-    known = sorted(t for f in _FAMILIES.values() if f.hf_adapter is not None for t in f.hf_adapter.HF_MODEL_TYPES)
-    raise BigseqError(f"HF model_type '{model_type}' is not supported; bigseq converts {', '.join(known)}")
+    raise BigseqError(f"HF model_type '{model_type}' is not supported; bigseq converts {', '.join(hf_model_types())}")
+
+
+def hf_model_types() -> list[str]:
+    """Every transformers ``model_type`` a registered family converts (its adapter's HF_MODEL_TYPES)."""
+    return sorted(t for f in _FAMILIES.values() if f.hf_adapter is not None for t in f.hf_adapter.HF_MODEL_TYPES)
 
 
 def _plain_build(model_cls: type) -> Callable:

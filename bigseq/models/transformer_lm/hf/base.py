@@ -119,6 +119,11 @@ class HFAdapter:
         raise NotImplementedError
 
     # the engine ---------------------------------------------------------------
+    def groups(self, cfg: TransformerLMConfig) -> Iterator[tuple[tuple[str, ...], tuple[str, ...], Transform]]:
+        """The key map as concrete (ours, theirs, transform) groups in checkpoint order: what a streaming
+        converter walks, reading and writing one group at a time."""
+        return expand(self.key_map(cfg), cfg.decoder_layers)
+
     def tied_head(self, cfg: TransformerLMConfig) -> tuple[str, str] | None:
         """(HF head, HF embedding) names when the head is the embedding; HF's state_dict lists both."""
         return None
