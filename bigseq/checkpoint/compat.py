@@ -38,7 +38,9 @@ def check_compatible(meta: dict, trainer, where: str, *, weights_only: bool = Fa
         detail = ", ".join(f"{k}: saved {saved!r} vs now {now!r}" for k, saved, now in diffs[:3])
         raise BigseqError(f"checkpoint {where} is of another architecture (--arch {meta['names'].get('arch')}"
                           f"{'; ' + detail if detail else ''}); use the same --arch/model flags or another --save-dir")
-    if meta["vocab_size"] != trainer.task.vocab_size:
+    # a pretrained model's embedding may have more rows than the tokenizer has ids (padded vocabularies)
+    saved, data = meta["vocab_size"], trainer.task.vocab_size
+    if saved < data or (not weights_only and saved != data):
         raise BigseqError(f"checkpoint {where} has a vocabulary of {meta['vocab_size']} but the data has "
                           f"{trainer.task.vocab_size}; use the data it was trained on or another --save-dir")
     if weights_only:

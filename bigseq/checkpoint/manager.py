@@ -10,6 +10,7 @@ finished writing, so a crash mid-save resumes from the previous checkpoint.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -115,9 +116,15 @@ def load(trainer, save_dir: str) -> dict | None:
 
 def load_weights_only(trainer, path: str) -> None:
     """--finetune-from-model: weights of another run, fresh optimizer/schedule/data position."""
-    from bigseq.checkpoint import consolidated
+    from bigseq.checkpoint import consolidated, pretrained
     if os.path.isdir(path) and consolidated.is_consolidated(path):
         load_consolidated_weights(trainer, path)
+        return
+    if os.path.isdir(path) and pretrained.is_hf_folder(path):
+        _, _, hf_cfg = pretrained.model_of_folder(path)
+        check_compatible({"cfg": {"model": dataclasses.asdict(hf_cfg)}, "names": {"model": trainer.cfg.names["model"],
+                          "arch": f"of {path}"}, "vocab_size": hf_cfg.vocab_size}, trainer, path, weights_only=True)
+        _load_model_state(trainer, pretrained.hf_state_dict(path, hf_cfg), f"--finetune-from-model {path}")
         return
     save_dir, tag = files.resolve_checkpoint(path)
     where = os.path.join(save_dir, tag)
@@ -133,8 +140,6 @@ def load_weights_only(trainer, path: str) -> None:
 
 def load_consolidated_weights(trainer, folder: str) -> None:
     """Weights of a consolidated folder (`bigseq convert to-safetensors` / `from-hf`) into the engine's model."""
-    import dataclasses
-
     from bigseq.checkpoint import consolidated
     info, saved_cfg, state = consolidated.load_consolidated(folder)
     names = {"model": info["model_name"], "arch": info.get("names", {}).get("arch", info["model_name"])}

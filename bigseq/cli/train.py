@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bigseq.checkpoint.pretrained import model_of_folder
 from bigseq.config.train_config import parse_train_config
 from bigseq.distributed.launch_env import shutdown
 from bigseq.training import setup
@@ -9,7 +10,7 @@ from bigseq.training.loop import train
 
 
 def main(argv=None):
-    cfg = parse_train_config(argv)
+    cfg = parse_train_config(argv, pretrained_model=model_of_folder)
     task = setup.check_and_load_data(cfg)  # data mistakes: one line, before any process group
     env = setup.start_processes()
     trainer = setup.build_trainer(cfg, task, env)

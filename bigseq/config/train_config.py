@@ -22,13 +22,16 @@ from bigseq.config.yaml_file import check_yaml_keys, load_yaml
 from bigseq.errors import BigseqError
 
 
-def component_classes(names: dict[str, str]) -> dict[str, tuple[type, Any]]:
-    """component -> (config class, base instance or None) for the chosen names."""
-    model_name, arch_fn = registry.ARCH_REGISTRY.get(names["arch"])
-    names["model"] = model_name
+def component_classes(names: dict[str, str], model_base=None) -> dict[str, tuple[type, Any]]:
+    """component -> (config class, base instance or None) for the chosen names. The model's base is
+    ``model_base`` when given (a pretrained folder's config; names["model"] set), else the named
+    architecture; a saved config whose architecture came from a folder (no registered --arch) has none."""
+    if model_base is None and (names["arch"] in registry.ARCH_REGISTRY or "model" not in names):
+        model_name, arch_fn = registry.ARCH_REGISTRY.get(names["arch"])
+        names["model"], model_base = model_name, arch_fn()
     out = {
         "task": (registry.TASK_REGISTRY.get(names["task"]).config_cls, None),
-        "model": (registry.MODEL_REGISTRY.get(model_name).config_cls, arch_fn()),
+        "model": (registry.MODEL_REGISTRY.get(names["model"]).config_cls, model_base),
         "criterion": (registry.CRITERION_REGISTRY.get(names["criterion"]).config_cls, None),
         "optimizer": (registry.OPTIMIZER_REGISTRY.get(names["optimizer"]).config_cls, None),
         "lr_scheduler": (registry.LR_SCHEDULER_REGISTRY.get(names["lr_scheduler"]).config_cls, None),
@@ -42,6 +45,7 @@ def _pre_parser() -> argparse.ArgumentParser:
     p.add_argument("--user-dir", dest="user_dir")
     for name in COMPONENT_DEFAULTS:
         p.add_argument("--" + name.replace("_", "-"), dest=name)
+    p.add_argument("--finetune-from-model", dest="finetune_from_model")
     return p
 
 
@@ -64,13 +68,20 @@ def _add_meta_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--local_rank", "--local-rank", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
-def parse_train_config(argv=None, prog: str = "bigseq train") -> TrainConfig:
+def parse_train_config(argv=None, prog: str = "bigseq train", pretrained_model=None) -> TrainConfig:
+    """``pretrained_model(path)``: (model name, arch label, model config) of a --finetune-from-model
+    folder, or None; it gives the architecture when --arch is not given."""
     argv = main_argv(argv)
     pre, _ = _pre_parser().parse_known_args(argv)
     yaml_values = load_yaml(pre.config) if pre.config else {}
     load_components(pre.user_dir or yaml_values.get("user_dir"))
     names = {k: getattr(pre, k) or yaml_values.get(k) or d for k, d in COMPONENT_DEFAULTS.items()}
-    classes = component_classes(names)
+    pretrained = None
+    if pretrained_model is not None and not (pre.arch or yaml_values.get("arch")):
+        pretrained = pretrained_model(pre.finetune_from_model or yaml_values.get("finetune_from_model"))
+    if pretrained is not None:  # --finetune-from-model FOLDER without --arch: the folder's architecture
+        names["model"], names["arch"], _ = pretrained
+    classes = component_classes(names, pretrained[2] if pretrained else None)
 
     parser = FlagParser(prog=prog, description="Train a model inside a DeepSpeed engine.")
     _add_meta_args(parser)

@@ -34,6 +34,13 @@ from bigseq.modules.kv_cache import KVCache
 from bigseq.modules.rotary import RotaryEmbedding
 
 
+def check_vocab_size(cfg: TransformerLMConfig, task) -> None:
+    """A set vocab_size (a pretrained model's) may exceed the task's: padded rows no token id reaches."""
+    if cfg.vocab_size is not None and cfg.vocab_size < task.vocab_size:
+        raise BigseqError(f"--vocab-size {cfg.vocab_size} is smaller than the task's vocabulary of "
+                          f"{task.vocab_size} tokens; drop --vocab-size (it is taken from the task)")
+
+
 class TransformerLanguageModel(BaseModel):
     def __init__(self, cfg: TransformerLMConfig, pad_idx: int | None = None):
         super().__init__()
@@ -52,11 +59,9 @@ class TransformerLanguageModel(BaseModel):
 
     @classmethod
     def build(cls, cfg: TransformerLMConfig, task, seed: int = 1) -> "TransformerLanguageModel":
-        if cfg.vocab_size is not None and cfg.vocab_size != task.vocab_size:
-            raise BigseqError(f"--vocab-size {cfg.vocab_size} differs from the task's vocabulary of "
-                              f"{task.vocab_size} tokens; drop --vocab-size (it is taken from the task)")
+        check_vocab_size(cfg, task)
         model = construct_without_default_init(
-            lambda: cls(dataclasses.replace(cfg, vocab_size=task.vocab_size), pad_idx=task.pad_idx))
+            lambda: cls(dataclasses.replace(cfg, vocab_size=cfg.vocab_size or task.vocab_size), pad_idx=task.pad_idx))
         model.reset_parameters(seed)  # every parameter, from (seed, name)
         return model
 
@@ -68,10 +73,8 @@ class TransformerLanguageModel(BaseModel):
     def pipeline_layers(cls, cfg: TransformerLMConfig, task) -> list:
         """This model as an ordered list of PipelineLayer specs (pipeline parallelism)."""
         from bigseq.models.transformer_lm.pipeline import pipeline_layers
-        if cfg.vocab_size is not None and cfg.vocab_size != task.vocab_size:
-            raise BigseqError(f"--vocab-size {cfg.vocab_size} differs from the task's vocabulary of "
-                              f"{task.vocab_size} tokens; drop --vocab-size (it is taken from the task)")
-        return pipeline_layers(dataclasses.replace(cfg, vocab_size=task.vocab_size))
+        check_vocab_size(cfg, task)
+        return pipeline_layers(dataclasses.replace(cfg, vocab_size=cfg.vocab_size or task.vocab_size))
 
     # forward ----------------------------------------------------------------
     def forward(self, src_tokens: torch.Tensor, *, positions: torch.Tensor | None = None,

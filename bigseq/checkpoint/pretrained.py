@@ -1,0 +1,51 @@
+"""A pretrained model folder as the start of a run.
+
+``--finetune-from-model FOLDER`` without ``--arch`` takes the architecture from the folder:
+a consolidated bigseq folder (`bigseq convert from-hf` / `to-safetensors`) or a transformers
+folder of a model type some family converts, read directly. Runtime flags (dropout, kernels,
+activation checkpointing) still come from the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from bigseq.checkpoint import consolidated, hf_files
+from bigseq.checkpoint.hf_read import TensorReader
+from bigseq.models.family import hf_family
+
+
+def is_hf_folder(path: str) -> bool:
+    config = os.path.join(path, "config.json")
+    if not os.path.isfile(config) or consolidated.is_consolidated(path):
+        return False
+    with open(config) as f:
+        return "model_type" in json.load(f)
+
+
+def model_of_folder(path: str | None) -> tuple[str, str, object] | None:
+    """(model name, arch label, model config) of a consolidated or HF folder; None for anything else
+    (a training checkpoint keeps its --arch)."""
+    if not path or not os.path.isdir(path):
+        return None
+    if consolidated.is_consolidated(path):
+        info, cfg = consolidated.read_info(path)
+        return info["model_name"], info.get("names", {}).get("arch", info["model_name"]), cfg
+    if not is_hf_folder(path):
+        return None
+    c = hf_files.read_hf_config(path)
+    hf_files.refuse_unsupported(c)
+    family = hf_family(c.get("model_type"))
+    return family.name, f"hf:{c['model_type']}", family.hf_adapter.adapter_for_hf(c).cfg_from_hf(c)
+
+
+def hf_state_dict(path: str, model_cfg) -> dict[str, torch.Tensor]:
+    """Our state dict of a transformers folder, converted group by group as it is read."""
+    c = hf_files.read_hf_config(path)
+    adapter = hf_family(c.get("model_type")).hf_adapter.adapter_for_hf(c)
+    with TensorReader(path) as reader:
+        return {name: tensor for ours, theirs, transform in adapter.groups(model_cfg)
+                for name, tensor in zip(ours, transform.from_hf(tuple(reader.get(n) for n in theirs)))}
