@@ -16,7 +16,9 @@ pytestmark = pytest.mark.slow
 PADDED_ROWS = 20
 
 
-def _qwen2_folder(path: str, vocab_size: int) -> transformers.PreTrainedModel:
+def _qwen2_folder(path: str, vocab_size: int):
+    # transformers' model classes import triton: touch them only inside tests, never at collection (the kernel
+    # tests set TRITON_INTERPRET while collecting, and Triton reads it when its modules are first imported)
     config = transformers.Qwen2Config(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                                       tie_word_embeddings=False)
