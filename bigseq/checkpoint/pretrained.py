@@ -15,6 +15,7 @@ import torch
 
 from bigseq.checkpoint import consolidated, hf_files
 from bigseq.checkpoint.hf_read import TensorReader
+from bigseq.errors import BigseqError
 from bigseq.models.family import hf_family
 
 
@@ -22,8 +23,12 @@ def is_hf_folder(path: str) -> bool:
     config = os.path.join(path, "config.json")
     if not os.path.isfile(config) or consolidated.is_consolidated(path):
         return False
-    with open(config) as f:
-        return "model_type" in json.load(f)
+    try:
+        with open(config) as f:
+            return "model_type" in json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BigseqError(f"--finetune-from-model {path}: config.json is not valid JSON ({e}); pass a folder "
+                          f"saved by transformers' save_pretrained or by `bigseq convert`") from None
 
 
 def model_of_folder(path: str | None) -> tuple[str, str, object] | None:

@@ -18,23 +18,17 @@ import dataclasses
 from types import SimpleNamespace
 
 from bigseq.errors import BigseqError
+from bigseq.models.family import ModelDims
 
 GIB = 2**30
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelShape:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelShape(ModelDims):
+    """The family's sizes plus what counting the built model gives."""
+
     num_params: int
     largest_layer_params: int
-    layers: int
-    dim: int
-    ffn_dim: int
-    heads: int
-    kv_heads: int
-    vocab_size: int
-    gated_ffn: bool
-    head_dim: int = 0
-    """Width of one attention head (0: dim / heads)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +67,8 @@ def model_shape(arch: str, vocab_size: int) -> ModelShape:
     with torch.device("meta"):
         model = family.build(cfg, SimpleNamespace(vocab_size=vocab_size, pad_idx=1), 1)
     largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
-    d = family.dims(cfg)
-    return ModelShape(num_params=sum(p.numel() for p in model.parameters()), largest_layer_params=largest,
-                      layers=d.layers, dim=d.dim, ffn_dim=d.ffn_dim, heads=d.heads, kv_heads=d.kv_heads,
-                      vocab_size=vocab_size, gated_ffn=d.gated_ffn, head_dim=d.head_width)
+    return ModelShape(**dataclasses.asdict(family.dims(cfg)), num_params=sum(p.numel() for p in model.parameters()),
+                      largest_layer_params=largest)
 
 
 def activation_bytes(shape: ModelShape, micro_batch: int, seq_len: int, bytes_per_value: int,
@@ -90,8 +82,7 @@ def activation_bytes(shape: ModelShape, micro_batch: int, seq_len: int, bytes_pe
     fp32 logits for the loss come on top either way.
     """
     tokens = micro_batch * seq_len
-    head_dim = shape.head_dim or shape.dim // shape.heads
-    q_dim, kv_dim = shape.heads * head_dim, shape.kv_heads * head_dim
+    q_dim, kv_dim = shape.heads * shape.head_width, shape.kv_heads * shape.head_width
     widths = 4 * shape.dim + 2 * q_dim + 2 * kv_dim + (3 if shape.gated_ffn else 2) * shape.ffn_dim
     per_layer = tokens * widths * bytes_per_value
     logits = tokens * shape.vocab_size * 4
