@@ -21,11 +21,12 @@ from bigseq.models.family import hf_family
 
 def is_hf_folder(path: str) -> bool:
     config = os.path.join(path, "config.json")
-    if not os.path.isfile(config) or consolidated.is_consolidated(path):
+    if not os.path.isfile(config):
         return False
     try:
         with open(config) as f:
-            return "model_type" in json.load(f)
+            info = json.load(f)
+        return "model_type" in info and "bigseq_format" not in info
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BigseqError(f"--finetune-from-model {path}: config.json is not valid JSON ({e}); pass a folder "
                           f"saved by transformers' save_pretrained or by `bigseq convert`") from None
@@ -36,6 +37,7 @@ def model_of_folder(path: str | None) -> tuple[str, str, object] | None:
     (a training checkpoint keeps its --arch)."""
     if not path or not os.path.isdir(path):
         return None
+    is_hf_folder(path)  # a broken config.json: one line, before anything reads it
     if consolidated.is_consolidated(path):
         info, cfg = consolidated.read_info(path)
         return info["model_name"], info.get("names", {}).get("arch", info["model_name"]), cfg

@@ -70,3 +70,12 @@ def test_a_model_vocabulary_smaller_than_the_data_is_one_line(tiny_data, tmp_pat
     assert "smaller than the task's vocabulary" in proc.stderr, proc.stderr[-2000:]
     with open(os.path.join(hf_dir, "config.json")) as f:
         assert json.load(f)["vocab_size"] == task.vocab_size - 10
+
+
+def test_a_broken_config_json_is_one_line(tiny_data, tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "config.json").write_text("{oops")
+    proc = _train(tiny_data, ["--finetune-from-model", str(folder)])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "config.json is not valid JSON" in proc.stderr.strip().splitlines()[-1]
