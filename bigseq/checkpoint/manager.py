@@ -114,18 +114,23 @@ def load(trainer, save_dir: str) -> dict | None:
     return state
 
 
-def load_weights_only(trainer, path: str) -> None:
-    """--finetune-from-model: weights of another run, fresh optimizer/schedule/data position."""
-    from bigseq.checkpoint import consolidated, pretrained
-    if os.path.isdir(path) and consolidated.is_consolidated(path):
-        load_consolidated_weights(trainer, path)
-        return
-    if os.path.isdir(path) and pretrained.is_hf_folder(path):
-        _, _, hf_cfg = pretrained.model_of_folder(path)
-        check_compatible({"cfg": {"model": dataclasses.asdict(hf_cfg)}, "names": {"model": trainer.cfg.names["model"],
-                          "arch": f"of {path}"}, "vocab_size": hf_cfg.vocab_size}, trainer, path, weights_only=True)
-        _load_model_state(trainer, pretrained.hf_state_dict(path, hf_cfg), f"--finetune-from-model {path}")
-        return
+def load_weights_only(trainer, path: str) -> str:
+    """--finetune-from-model: weights of another run, fresh optimizer/schedule/data position. -> what was loaded."""
+    from bigseq.checkpoint import consolidated, pretrained, weight_source
+    if os.path.isdir(path) and (consolidated.is_consolidated(path) or pretrained.is_hf_folder(path)):
+        name, arch, saved_cfg = pretrained.model_of_folder(path)
+        saved_model, vocab = dataclasses.asdict(saved_cfg), saved_cfg.vocab_size
+        if consolidated.is_consolidated(path):  # its config may predate the vocabulary field: the info has it
+            vocab = consolidated.read_info(path)[0]["vocab_size"]
+            saved_model["vocab_size"] = trainer.cfg.model.vocab_size
+        check_compatible({"cfg": {"model": saved_model}, "names": {"model": name, "arch": arch},
+                          "vocab_size": vocab}, trainer, path, weights_only=True)
+        source = pretrained.weight_source(path, saved_cfg)
+        loaded = weight_source.load_into_engine(trainer, source, f"--finetune-from-model {path}")
+        _refresh_master_weights(trainer)
+        zero3 = trainer.engine.zero_optimization_stage() == 3
+        return (f"started from {path} ({arch}): {loaded} tensors read one group at a time"
+                f"{' by rank 0 and scattered (ZeRO-3)' if zero3 else ''}")
     save_dir, tag = files.resolve_checkpoint(path)
     where = os.path.join(save_dir, tag)
     meta = files.read_meta(where)
@@ -133,20 +138,10 @@ def load_weights_only(trainer, path: str) -> None:
     if pipeline.pipeline_size(meta) == pipeline.run_pipeline_size(trainer) and not meta.get("universal"):
         trainer.engine.load_checkpoint(save_dir, tag=tag, load_module_only=True, load_optimizer_states=False,
                                        load_lr_scheduler_states=False)
-        return
+        return f"started from the weights of {where}"
     from bigseq.checkpoint import inference  # another pipeline layout: through the plain model's names
     _load_model_state(trainer, inference.plain_state_dict(save_dir, tag, meta, trainer.task), where)
-
-
-def load_consolidated_weights(trainer, folder: str) -> None:
-    """Weights of a consolidated folder (`bigseq convert to-safetensors` / `from-hf`) into the engine's model."""
-    from bigseq.checkpoint import consolidated
-    info, saved_cfg, state = consolidated.load_consolidated(folder)
-    names = {"model": info["model_name"], "arch": info.get("names", {}).get("arch", info["model_name"])}
-    saved_model = dataclasses.asdict(saved_cfg)
-    check_compatible({"cfg": {"model": {**saved_model, "vocab_size": trainer.cfg.model.vocab_size}},
-                      "names": names, "vocab_size": info["vocab_size"]}, trainer, folder, weights_only=True)
-    _load_model_state(trainer, state, f"--finetune-from-model {folder}")
+    return f"started from the weights of {where}"
 
 
 def _load_model_state(trainer, state: dict, where: str) -> None:
@@ -162,6 +157,10 @@ def _load_model_state(trainer, state: dict, where: str) -> None:
         if missing or unexpected:
             raise BigseqError(f"{where} does not match the model (missing {missing[:3]}, unexpected "
                               f"{unexpected[:3]}); use the --arch it was trained or converted with")
+    _refresh_master_weights(trainer)
+
+
+def _refresh_master_weights(trainer) -> None:
     optimizer = trainer.engine.optimizer
     if hasattr(optimizer, "refresh_fp32_params"):  # ZeRO keeps fp32 master copies of the weights
         optimizer.refresh_fp32_params()

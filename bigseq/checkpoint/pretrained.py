@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 
-import torch
-
 from bigseq.checkpoint import consolidated, hf_files
-from bigseq.checkpoint.hf_read import TensorReader
+from bigseq.checkpoint.weight_source import WeightSource, consolidated_source, hf_source
 from bigseq.errors import BigseqError
 from bigseq.models.family import hf_family
 
@@ -49,10 +47,9 @@ def model_of_folder(path: str | None) -> tuple[str, str, object] | None:
     return family.name, f"hf:{c['model_type']}", family.hf_adapter.adapter_for_hf(c).cfg_from_hf(c)
 
 
-def hf_state_dict(path: str, model_cfg) -> dict[str, torch.Tensor]:
-    """Our state dict of a transformers folder, converted group by group as it is read."""
+def weight_source(path: str, model_cfg) -> WeightSource:
+    """The weights of a consolidated or transformers folder, for ``weight_source.load_into_engine``."""
+    if consolidated.is_consolidated(path):
+        return consolidated_source(path)
     c = hf_files.read_hf_config(path)
-    adapter = hf_family(c.get("model_type")).hf_adapter.adapter_for_hf(c)
-    with TensorReader(path) as reader:
-        return {name: tensor for ours, theirs, transform in adapter.groups(model_cfg)
-                for name, tensor in zip(ours, transform.from_hf(tuple(reader.get(n) for n in theirs)))}
+    return hf_source(path, hf_family(c.get("model_type")).hf_adapter.adapter_for_hf(c), model_cfg)

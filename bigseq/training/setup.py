@@ -78,7 +78,9 @@ def resume(cfg, trainer: Trainer) -> dict | None:
     """Continue from --save-dir's latest checkpoint, else start from --finetune-from-model's weights if given."""
     state = ckpt.load(trainer, cfg.checkpoint.save_dir)
     if state is None and cfg.checkpoint.finetune_from_model:
-        ckpt.load_weights_only(trainer, cfg.checkpoint.finetune_from_model)
+        loaded = ckpt.load_weights_only(trainer, cfg.checkpoint.finetune_from_model)
+        if trainer.env.is_main:
+            print(f"bigseq | {loaded}", flush=True)
     if state is not None and trainer.env.is_main:
         print(f"bigseq | resumed from {cfg.checkpoint.save_dir} at update {trainer.num_updates}", flush=True)
     return state
