@@ -77,10 +77,30 @@ def _open_weights(path: str, data: str | None) -> Iterator[_Weights]:
         bos = Tokenizer.load(cfg.task.data).bos_idx
         if bos is not None:
             token_ids["bos_token_id"] = bos
+    artifacts_dir = cfg.task.data
+    source = None if data else _pretrained_source(cfg.checkpoint.finetune_from_model)
+    if source is not None:  # a run started from a pretrained folder exports that folder's tokenizer and ids
+        artifacts_dir, token_ids = source
     info = {"pad_idx": task.pad_idx, "vocab_size": meta["vocab_size"], "num_updates": meta["num_updates"],
             "names": cfg.names, "train_config": train_config_to_dict(cfg), "token_ids": token_ids}
     yield _Weights(get_family(cfg.names["model"]), model.cfg, _StateDict(model.state_dict()), token_ids,
-                   cfg.task.data, info)
+                   artifacts_dir, info)
+
+
+def _pretrained_source(path: str | None) -> tuple[str, dict[str, Any]] | None:
+    """(folder, bos/eos/pad ids) of the transformers or consolidated folder a run started from, when it is
+    still there: its tokenizer, chat template and generation config are the model's own, byte for byte (the
+    data folder holds a re-saved tokenizer, and may pad with another token)."""
+    if not path or not os.path.isdir(path):
+        return None
+    from bigseq.checkpoint.pretrained import is_hf_folder
+    if is_consolidated(path):
+        info, _ = read_info(path)
+        return path, info.get("token_ids") or {"pad_token_id": info.get("pad_idx")}
+    if is_hf_folder(path):
+        c = hf_files.read_hf_config(path)
+        return path, {k: c[k] for k in hf_files.TOKEN_ID_FIELDS if k in c}
+    return None
 
 
 def _check_names(present: set[str], needed: set[str], where: str, fix: str) -> None:

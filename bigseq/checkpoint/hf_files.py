@@ -38,8 +38,10 @@ def read_hf_config(hf_dir: str) -> dict[str, Any]:
 def refuse_unsupported(c: dict[str, Any]) -> None:
     """One line naming the field, for configs no adapter should see (their model_type may look plain)."""
     if c.get("auto_map"):
-        raise BigseqError("HF config.json: auto_map is set (the model runs its own remote code, which bigseq does "
-                          "not execute or convert); use a checkpoint of a stock transformers model type")
+        raise BigseqError(f"HF config.json: auto_map is set (the model ships its own modeling code, which bigseq "
+                          f"does not run or check); if model_type '{c.get('model_type')}' is a stock transformers "
+                          f"type whose class computes the same (early Phi-3 uploads), delete auto_map from "
+                          f"config.json and convert again")
     if c.get("quantization_config"):
         method = c["quantization_config"].get("quant_method", "?") if isinstance(c["quantization_config"], dict) \
             else "?"

@@ -32,12 +32,16 @@ _CANDIDATES = {
 
 class Tokenizer:
     def __init__(self, hf: HFTokenizer, special: dict[str, str | None], kind: str):
+        """special["pad"] None: the padding id is the one after the tokenizer's last (see ``load``)."""
         self.hf = hf
         self.kind = kind
         """'byte_bpe' (trained by bigseq) or 'pretrained' (loaded from a tokenizer.json)."""
         self.special = special
         ids = {role: (hf.token_to_id(tok) if tok is not None else None) for role, tok in special.items()}
         self.bos_idx, self.pad_idx, self.eos_idx, self.unk_idx = (ids[r] for r in ("bos", "pad", "eos", "unk"))
+        self.virtual_pad = self.pad_idx is None
+        if self.virtual_pad:
+            self.pad_idx = hf.get_vocab_size(with_added_tokens=True)
 
     # building ---------------------------------------------------------------
     @classmethod
@@ -58,8 +62,13 @@ class Tokenizer:
     def load(cls, path: str) -> "Tokenizer":
         """Load a tokenizer folder (tokenizer.json [+ tokenizer_config.json]) or a tokenizer.json file.
 
-        A tokenizer without an end-of-document or padding token gets ``</s>`` / ``<pad>``
-        added (bigseq appends eos to every document and pads batches).
+        The tokenizer itself is never changed: its ids are the pretrained model's. Padding needs a
+        token no document predicts (padded targets are left out of the loss), so a padding token
+        that is also eos or bos (Qwen2.5 base pads with its eos) is replaced by a spare one: a
+        token named as padding, else an unused special token (``<|reserved_special_token_0|>``),
+        else unk. A tokenizer with none of these (GPT-2's) pads with the id after its last,
+        which a padded embedding row of the model serves (``virtual_pad``). A tokenizer without
+        an end-of-document token is refused: every document ends with one.
         """
         folder, file = (path, os.path.join(path, "tokenizer.json")) if os.path.isdir(path) else (
             os.path.dirname(path), path)
@@ -77,10 +86,10 @@ class Tokenizer:
         for role, names in _CANDIDATES.items():
             if special.get(role) not in vocab:
                 special[role] = next((n for n in names if n in vocab), None)
-        for role in ("eos", "pad"):
-            if special[role] is None:
-                special[role] = SPECIAL_TOKENS[role]
-                hf.add_special_tokens([special[role]])
+        if special["eos"] is None:
+            raise BigseqError(f"{file}: the tokenizer has no end-of-document token; name it as eos_token in "
+                              f"tokenizer_config.json next to tokenizer.json")
+        special["pad"] = _spare_pad(hf, special)
         return cls(hf, special, kind)
 
     @staticmethod
@@ -116,7 +125,8 @@ class Tokenizer:
     # use --------------------------------------------------------------------
     @property
     def vocab_size(self) -> int:
-        return self.hf.get_vocab_size(with_added_tokens=True)
+        """Ids in use: the tokenizer's, plus the padding id after them when it is virtual."""
+        return self.hf.get_vocab_size(with_added_tokens=True) + int(self.virtual_pad)
 
     def encode(self, text: str) -> list[int]:
         """Text -> ids, without any special token (documents get their eos in preprocessing)."""
@@ -126,7 +136,25 @@ class Tokenizer:
         return [e.ids for e in self.hf.encode_batch_fast(texts, add_special_tokens=False)]
 
     def decode(self, ids, *, skip_special_tokens: bool = True) -> str:
-        return self.hf.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        ids = [int(i) for i in ids]
+        if self.virtual_pad:  # no token of the tokenizer's: it would decode as nothing, or fail
+            ids = [i for i in ids if i != self.pad_idx]
+        return self.hf.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def special_ids(self) -> dict[str, int | None]:
         return {"bos_idx": self.bos_idx, "pad_idx": self.pad_idx, "eos_idx": self.eos_idx, "unk_idx": self.unk_idx}
+
+
+def _spare_pad(hf: HFTokenizer, special: dict[str, str | None]) -> str | None:
+    """A token to pad with that no document predicts; None: none (pad with the id after the last)."""
+    predicted = {special["eos"], special.get("bos")}
+    vocab = hf.get_vocab(with_added_tokens=True)
+    if special.get("pad") in vocab and special["pad"] not in predicted:
+        return special["pad"]
+    named = [n for n in (*_CANDIDATES["pad"], "<|finetune_right_pad_id|>") if n in vocab]
+    added = [t.content for _, t in sorted(hf.get_added_tokens_decoder().items()) if t.special]
+    for tok in [*named, *(t for t in added if "pad" in t.lower()), *(t for t in added if "reserved" in t.lower()),
+                special.get("unk")]:
+        if tok is not None and tok in vocab and tok not in predicted:
+            return tok
+    return None

@@ -28,6 +28,8 @@ def _qwen2_folder(path: str, vocab_size: int):
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)  # biases and norms matter too
     model.save_pretrained(path, max_shard_size="40KB")
+    with open(os.path.join(path, "chat_template.jinja"), "w") as f:
+        f.write("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}")
     return model
 
 
@@ -87,6 +89,9 @@ def test_zero3_on_two_ranks_starts_from_the_hf_weights_and_exports_back(tiny_dat
     assert train_losses(log)[1] == pytest.approx(sum(s for s, _ in sums) / sum(n for _, n in sums), abs=1e-4)
 
     cli("convert", "to-hf", save, out, check=True)
+    for name in ("chat_template.jinja", "generation_config.json"):  # the source folder's, byte for byte
+        with open(os.path.join(hf_dir, name), "rb") as a, open(os.path.join(out, name), "rb") as b:
+            assert a.read() == b.read(), name
     exported = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
     assert exported.config.model_type == "qwen2" and exported.config.vocab_size == task.vocab_size + PADDED_ROWS
     before = hf.state_dict()
