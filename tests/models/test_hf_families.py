@@ -226,12 +226,12 @@ def test_longrope_below_the_pretraining_length_uses_the_short_factors():
 
 def test_longrope_attention_factor_from_factor_is_transformers_one():
     from transformers.modeling_rope_utils import _compute_longrope_parameters
-    c = hf_dict("phi3_longrope", rope_scaling=None, rope_parameters={
-        **hf_config_from_cfg(CASES["phi3_longrope"][0], "phi3").rope_parameters,
-        "factor": 3.0})
+    params = {**hf_dict("phi3_longrope")["rope_parameters"], "factor": 3.0}  # not max / original positions (4)
+    c = hf_dict("phi3_longrope", rope_scaling=None, rope_parameters=params)
     cfg = cfg_from_hf_config(c)
     _, expected = _compute_longrope_parameters(transformers.Phi3Config(**c))
-    assert cfg.rope_attention_factor == pytest.approx(expected, rel=1e-12) and expected > 1
+    _, without_factor = _compute_longrope_parameters(transformers.Phi3Config(**hf_dict("phi3_longrope")))
+    assert cfg.rope_attention_factor == pytest.approx(expected, rel=1e-12) and 1 < expected < without_factor
     legacy = hf_dict("phi3_longrope", rope_parameters=None, rope_scaling={"type": "su", **{
-        k: v for k, v in c["rope_parameters"].items() if k != "rope_type"}})
+        k: v for k, v in params.items() if k != "rope_type"}})
     assert cfg_from_hf_config(legacy) == cfg  # "su" is longrope, as Phi3Config maps it

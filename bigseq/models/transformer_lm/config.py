@@ -71,7 +71,8 @@ class TransformerLMConfig:
     is at most --rope-original-max-positions."""
     rope_long_factor: Optional[list[float]] = None
     """longrope scaling: one divisor per rotated frequency, used when the largest position + 1 of a forward
-    exceeds --rope-original-max-positions (a decode step past it: for its new tokens only)."""
+    exceeds --rope-original-max-positions (a cached decode step: for its new tokens; generation re-runs the
+    prefix at that step so every position switches, as transformers' Phi-3 generation does)."""
     rope_attention_factor: Optional[float] = None
     """longrope scaling: multiplier of RoPE's cos and sin (None: transformers' default, sqrt(1 + ln(s) /
     ln(--rope-original-max-positions)) for s = --max-target-positions / --rope-original-max-positions > 1, else 1)."""

@@ -10,7 +10,9 @@ Its head size is hidden_size / num_attention_heads (Phi3Config has no ``head_dim
 longrope factor lengths against that), so a config with a head size of its own is not phi3. The
 top-level ``original_max_position_embeddings`` (default 4096) overrides the one in ``rope_parameters``,
 as transformers' ``standardize_rope_params`` does; legacy rope types "su" and "yarn" are longrope, as
-Phi3Config maps them.
+Phi3Config maps them. Phi3ForCausalLM's generation drops its KV cache at the step that first reaches
+past original_max_position_embeddings and recomputes every position with the long factors; bigseq's
+SequenceGenerator does the same (the model's ``kv_recompute_position``).
 
 Export choice: a Phi-3 with default RoPE over the whole head computes exactly what Llama (no window)
 or Mistral (window on every layer) computes; only the tensor layout differs. Those configs export
