@@ -8,7 +8,11 @@ keys it would see alone, with no attention mask needed.
 
 The model contract: ``model(tokens_BT, kv_cache=..., start_pos=...) -> logits_BTV``,
 ``model.make_kv_cache(batch_size, max_len, dtype, device)`` and optionally
-``model.max_positions`` (int or None).
+``model.max_positions`` (int or None) and ``model.kv_recompute_position`` (int or None): the
+decode step at that position re-runs the whole prefix, rewriting the cache. A model whose RoPE
+depends on the sequence length (longrope: long factors once a forward reaches past the
+pretraining length) needs this so the cached keys of earlier positions switch too; transformers'
+Phi-3 generation drops its cache at the same step.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class SequenceGenerator:
         B = tokens_BL.shape[0]
         start = int(prompt_len_B.min())
         cache = model.make_kv_cache(B, total, dtype=None, device=tokens_BL.device)
+        recompute_at = getattr(model, "kv_recompute_position", None)
         logits_BV = model(tokens_BL[:, :start], kv_cache=cache, start_pos=0)[:, -1]
         finished_B = torch.zeros(B, dtype=torch.bool, device=tokens_BL.device)
         for pos in range(start, total):
@@ -83,7 +88,10 @@ class SequenceGenerator:
             finished_B |= pos + 1 >= prompt_len_B + cfg.max_new_tokens
             if bool(finished_B.all()) or pos + 1 == total:
                 break
-            logits_BV = model(next_B[:, None], kv_cache=cache, start_pos=pos)[:, -1]
+            if pos == recompute_at:
+                logits_BV = model(tokens_BL[:, :pos + 1], kv_cache=cache, start_pos=0)[:, -1]
+            else:
+                logits_BV = model(next_B[:, None], kv_cache=cache, start_pos=pos)[:, -1]
         return self._continuations(tokens_BL, prompt_len_B)
 
     def _continuations(self, tokens_BL, prompt_len_B) -> list[list[int]]:

@@ -44,6 +44,25 @@ def test_cached_greedy_equals_argmax_of_the_full_uncached_forward(arch):
             seq.append(token)
 
 
+def test_longrope_decoding_recomputes_the_cache_where_the_long_factors_start():
+    # from position 8 on every forward uses the long factors for all its positions; the step at 8 re-runs the
+    # prefix, so cached decoding still equals the uncached forward of the whole sequence
+    model = tiny_model(rope_scaling="longrope", rope_original_max_positions=8, rope_short_factor=[1.0] * 8,
+                       rope_long_factor=[0.05] * 8).eval()
+    with torch.no_grad():  # sharper attention, so keys rotated with the wrong factors change the choices
+        for layer in model.layers:
+            layer.attn.q_proj.weight.mul_(5)
+            layer.attn.k_proj.weight.mul_(5)
+    assert model.kv_recompute_position == 8 and tiny_model().kv_recompute_position is None
+    out = generator(model, max_new_tokens=10).generate(PROMPTS)
+    for prompt, cont in zip(PROMPTS, out):
+        seq = list(prompt)
+        for token in cont:
+            with torch.no_grad():
+                assert token == int(model(torch.tensor([seq]))[0, -1].argmax())
+            seq.append(token)
+
+
 def test_top_k_1_sampling_is_greedy_and_seeded_sampling_is_reproducible():
     model = tiny_model()
     greedy = generator(model, max_new_tokens=5).generate(PROMPTS)

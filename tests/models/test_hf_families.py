@@ -1,8 +1,8 @@
-"""bigseq transformer_lm == transformers Llama 3 / Qwen2 / Qwen3 / Mistral on the same weights (litgpt style).
+"""bigseq transformer_lm == transformers Llama 3 / Qwen2 / Qwen3 / Mistral / Phi-3 on the same weights (litgpt style).
 
 Tiny random HF models built from configs (no download), every tensor random (norms and biases too),
 converted with the adapters, fp32 logits at T=24. Each family's feature is shrunk until it matters
-(llama3 scaling from 8 pretraining positions, a window of 8) and switching it off in bigseq's config
+(llama3 scaling from 8 pretraining positions, a window of 8, longrope from 16) and switching it off in bigseq's config
 must move the logits far past the tolerance, so no test can pass by ignoring its feature.
 """
 
@@ -29,8 +29,13 @@ VOCAB, T, TOL = 101, 24, 1e-4
 BASE = dataclasses.replace(llama_tiny(), vocab_size=VOCAB)  # 2 layers, dim 64, 4 heads, 2 kv heads
 LLAMA3 = dict(rope_scaling="llama3", rope_scaling_factor=8.0, rope_low_freq_factor=1.0, rope_high_freq_factor=4.0,
               rope_original_max_positions=8)
+LONGROPE = dict(rope_scaling="longrope", rope_original_max_positions=16,
+                rope_short_factor=[1.0 + 0.1 * i for i in range(8)], rope_long_factor=[1.0 + 2.0 * i for i in range(8)])
+LONGROPE_PARTIAL = {**LONGROPE, "rope_short_factor": LONGROPE["rope_short_factor"][:6],
+                    "rope_long_factor": LONGROPE["rope_long_factor"][:6]}
 
-# name: (bigseq config, HF model type it exports as, the feature switched off)
+# name: (bigseq config, HF model type of its checkpoint (what it exports as unless EXPORTED_AS says), the feature
+# switched off)
 CASES = {
     "llama3_untied": (dataclasses.replace(BASE, **LLAMA3), "llama", {"rope_scaling": "none"}),
     "llama3_tied": (dataclasses.replace(BASE, **LLAMA3, share_decoder_input_output_embed=True), "llama",
@@ -46,12 +51,24 @@ CASES = {
                                                  mlp_bias=False), "qwen3", {"qk_norm": "none"}),
     "mistral_window": (dataclasses.replace(BASE, sliding_window=8, decoder_head_dim=8), "mistral",
                        {"sliding_window": None}),
+    # Phi-3: fused qkv_proj / gate_up_proj; longrope shrunk to 16 pretraining positions so T=24 uses the long
+    # factors and generation (6 + 20 tokens) crosses over; 0.75 partial rotary as Phi-4-mini (head 16: 12 rotated)
+    "phi3_window": (dataclasses.replace(BASE, sliding_window=8), "phi3", {"sliding_window": None}),
+    "phi3_partial_tied": (dataclasses.replace(BASE, rope_partial_factor=0.75, share_decoder_input_output_embed=True),
+                          "phi3", {"rope_partial_factor": 1.0}),
+    "phi3_longrope": (dataclasses.replace(BASE, **LONGROPE, max_target_positions=64), "phi3", {"rope_scaling": "none"}),
+    "phi3_mini_longrope_partial": (dataclasses.replace(BASE, **LONGROPE_PARTIAL, rope_partial_factor=0.75,
+                                                       rope_attention_factor=1.2,
+                                                       share_decoder_input_output_embed=True),
+                                   "phi3", {"rope_scaling": "none"}),
 }
+# cases whose checkpoint type is not what export picks: a Phi-3 with default RoPE computes what Mistral does
+EXPORTED_AS = {"phi3_window": "mistral"}
 
 
-def random_hf_model(cfg):
+def random_hf_model(cfg, model_type=None):
     """The HF model of cfg with every tensor random; no bos/eos, so generation never stops early."""
-    hf_config = hf_config_from_cfg(cfg, bos_token_id=None, eos_token_id=None)
+    hf_config = hf_config_from_cfg(cfg, model_type, bos_token_id=None, eos_token_id=None)
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(hf_config).eval()
     with torch.no_grad():
@@ -62,15 +79,15 @@ def random_hf_model(cfg):
 
 def converted(hf, cfg=None):
     ours = TransformerLanguageModel(cfg or cfg_from_hf_config(hf.config)).eval()
-    ours.load_state_dict(from_hf_state_dict(hf.state_dict(), ours.cfg))
+    ours.load_state_dict(from_hf_state_dict(hf.state_dict(), ours.cfg, hf.config.model_type))
     return ours
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_logits_match_hf_and_the_feature_matters(case):
     cfg, model_type, off = CASES[case]
-    hf = random_hf_model(cfg)
-    assert hf.config.model_type == model_type and adapter_for_cfg(cfg).model_type == model_type
+    hf = random_hf_model(cfg, model_type)
+    assert hf.config.model_type == model_type and adapter_for_cfg(cfg).model_type == EXPORTED_AS.get(case, model_type)
     ours = converted(hf)
     assert ours.cfg == cfg
     tokens = torch.randint(0, VOCAB, (2, T), generator=torch.Generator().manual_seed(1))
@@ -87,8 +104,8 @@ def test_logits_match_hf_and_the_feature_matters(case):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_greedy_generation_matches_hf_past_the_window(case):
-    cfg, _, _ = CASES[case]
-    hf = random_hf_model(cfg)
+    cfg, model_type, _ = CASES[case]
+    hf = random_hf_model(cfg, model_type)
     ours = converted(hf)
     prompt, new = [5, 17, 42, 8, 99, 3], 20  # 26 positions: well past a window of 8
     expected = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
@@ -100,17 +117,17 @@ def test_greedy_generation_matches_hf_past_the_window(case):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("case", list(CASES))
 def test_state_dicts_round_trip_bit_for_bit(case, dtype):
-    cfg, _, _ = CASES[case]
-    hf = random_hf_model(cfg).to(dtype)
+    cfg, model_type, _ = CASES[case]
+    hf = random_hf_model(cfg, model_type).to(dtype)
     hf_sd = hf.state_dict()
-    again = to_hf_state_dict(from_hf_state_dict(hf_sd, cfg), cfg)
+    again = to_hf_state_dict(from_hf_state_dict(hf_sd, cfg, model_type), cfg, model_type)
     assert again.keys() == hf_sd.keys()
     for name, t in hf_sd.items():
         assert again[name].dtype == t.dtype and torch.equal(again[name], t), name
     ours = TransformerLanguageModel(cfg)
     ours.reset_parameters(5)
-    hf.float().load_state_dict(to_hf_state_dict(ours, cfg), strict=True)  # HF takes exactly our keys and shapes
-    back = from_hf_state_dict(hf.state_dict(), cfg)
+    hf.float().load_state_dict(to_hf_state_dict(ours, cfg, model_type), strict=True)  # exactly our keys and shapes
+    back = from_hf_state_dict(hf.state_dict(), cfg, model_type)
     assert back.keys() == ours.state_dict().keys()
     assert all(torch.equal(back[k], t) for k, t in ours.state_dict().items())
 
@@ -118,8 +135,8 @@ def test_state_dicts_round_trip_bit_for_bit(case, dtype):
 @pytest.mark.parametrize("case", list(CASES))
 def test_configs_round_trip_through_config_json_for_transformers_4_and_5(case, tmp_path):
     cfg, model_type, _ = CASES[case]
-    assert cfg_from_hf_config(hf_config_from_cfg(cfg)) == cfg
-    hf_config_from_cfg(cfg).save_pretrained(tmp_path)
+    assert cfg_from_hf_config(hf_config_from_cfg(cfg, model_type)) == cfg
+    hf_config_from_cfg(cfg, model_type).save_pretrained(tmp_path)
     saved = transformers.AutoConfig.from_pretrained(tmp_path)
     assert saved.model_type == model_type and cfg_from_hf_config(saved) == cfg
     c = json.loads((tmp_path / "config.json").read_text())
@@ -130,7 +147,7 @@ def test_configs_round_trip_through_config_json_for_transformers_4_and_5(case, t
 
 
 def hf_dict(case, **changes):
-    return {**hf_config_from_cfg(CASES[case][0]).to_dict(), **changes}
+    return {**hf_config_from_cfg(*CASES[case][:2]).to_dict(), **changes}
 
 
 REFUSED = {  # config.json values bigseq does not compute: (case, changes, field named)
@@ -148,6 +165,14 @@ REFUSED = {  # config.json values bigseq does not compute: (case, changes, field
     "sliding_layers_without_window": ("qwen2_qkv_bias", {"layer_types": ["full_attention", "sliding_attention"]},
                                       "layer_types"),
     "unknown_model_type": ("llama3_untied", {"model_type": "gemma2"}, "model_type"),
+    "phi3_llama3_rope": ("phi3_window", {"rope_scaling": None, "rope_parameters": {
+        "rope_type": "llama3", "rope_theta": 1e4, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}},
+        "rope_type"),
+    "phi3_head_dim": ("phi3_window", {"head_dim": 32}, "head_dim"),
+    "longrope_without_long_factor": ("phi3_longrope", {"rope_scaling": {"rope_type": "longrope", "short_factor": [
+        1.0] * 8}}, "rope_scaling.long_factor"),
+    "longrope_on_llama": ("llama3_untied", {"rope_scaling": {"rope_type": "longrope", "short_factor": [1.0] * 8,
+                                                             "long_factor": [2.0] * 8}}, "rope_type"),
 }
 
 
@@ -172,3 +197,41 @@ def test_configs_no_hf_model_type_computes_are_refused_on_export(changes):
     with pytest.raises(BigseqError, match="no HF equivalent") as e:
         hf_config_from_cfg(cfg)
     assert "\n" not in str(e.value)
+
+
+def test_phi3_exports_only_what_llama_and_mistral_do_not_compute():
+    assert adapter_for_cfg(CASES["phi3_window"][0]).model_type == "mistral"
+    assert adapter_for_cfg(dataclasses.replace(CASES["phi3_window"][0], sliding_window=None)).model_type == "llama"
+    for case in ("phi3_partial_tied", "phi3_longrope", "phi3_mini_longrope_partial"):
+        assert adapter_for_cfg(CASES[case][0]).model_type == "phi3"
+    with pytest.raises(BigseqError, match="HF phi3 does not compute") as e:  # phi3 has no llama3 RoPE
+        hf_config_from_cfg(CASES["llama3_untied"][0], "phi3")
+    assert "\n" not in str(e.value)
+
+
+def test_longrope_below_the_pretraining_length_uses_the_short_factors():
+    cfg = CASES["phi3_longrope"][0]
+    hf = random_hf_model(cfg, "phi3")
+    ours = converted(hf)
+    short = torch.randint(0, VOCAB, (2, cfg.rope_original_max_positions), generator=torch.Generator().manual_seed(2))
+    long = torch.randint(0, VOCAB, (2, T), generator=torch.Generator().manual_seed(3))
+    sd = ours.state_dict()
+    only_long = TransformerLanguageModel(dataclasses.replace(cfg, rope_short_factor=cfg.rope_long_factor)).eval()
+    only_long.load_state_dict(sd)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(short), hf(short).logits, rtol=TOL, atol=TOL)
+        assert (only_long(short) - ours(short)).abs().max() > 100 * TOL  # 16 positions: the short factors
+        assert torch.equal(only_long(long), ours(long))  # 24 positions: the long factors only
+
+
+def test_longrope_attention_factor_from_factor_is_transformers_one():
+    from transformers.modeling_rope_utils import _compute_longrope_parameters
+    params = {**hf_dict("phi3_longrope")["rope_parameters"], "factor": 3.0}  # not max / original positions (4)
+    c = hf_dict("phi3_longrope", rope_scaling=None, rope_parameters=params)
+    cfg = cfg_from_hf_config(c)
+    _, expected = _compute_longrope_parameters(transformers.Phi3Config(**c))
+    _, without_factor = _compute_longrope_parameters(transformers.Phi3Config(**hf_dict("phi3_longrope")))
+    assert cfg.rope_attention_factor == pytest.approx(expected, rel=1e-12) and 1 < expected < without_factor
+    legacy = hf_dict("phi3_longrope", rope_parameters=None, rope_scaling={"type": "su", **{
+        k: v for k, v in params.items() if k != "rope_type"}})
+    assert cfg_from_hf_config(legacy) == cfg  # "su" is longrope, as Phi3Config maps it

@@ -4,7 +4,8 @@ Field names follow fairseq's transformer_lm where fairseq has one, so a fairseq
 command line carries over; the defaults are fairseq's `transformer_lm`
 architecture (post-norm, sinusoidal positions, ReLU, scaled embeddings).
 Llama-style fields (RoPE, RMSNorm, SwiGLU, grouped-query attention) are bigseq's, and so are
-the later families' (head size, separate biases, q/k norm, llama3 RoPE, sliding window;
+the later families' (head size, separate biases, q/k norm, llama3 and longrope RoPE, partial rotary,
+sliding window;
 checked in config_checks.py); each defaults to off, the GPT-2/Llama 2 computation.
 Fields declared ``runtime(...)`` may change when a run resumes; the rest is the architecture.
 """
@@ -54,8 +55,9 @@ class TransformerLMConfig:
     --no-token-positional-embeddings)."""
     rope_theta: float = 10000.0
     """RoPE base frequency (with --positions rope)."""
-    rope_scaling: Literal["none", "llama3"] = "none"
-    """RoPE frequency scaling: llama3 = Llama 3.1's static rescaling (the four --rope-* fields below)."""
+    rope_scaling: Literal["none", "llama3", "longrope"] = "none"
+    """RoPE frequency scaling: llama3 = Llama 3.1's static rescaling (the four --rope-* fields below);
+    longrope = Phi-3's per-frequency divisors (--rope-short-factor / --rope-long-factor)."""
     rope_scaling_factor: float = 8.0
     """llama3 scaling: the context extension factor (low frequencies turn this much slower)."""
     rope_low_freq_factor: float = 1.0
@@ -63,7 +65,20 @@ class TransformerLMConfig:
     rope_high_freq_factor: float = 4.0
     """llama3 scaling: wavelengths below --rope-original-max-positions / this are kept."""
     rope_original_max_positions: int = 8192
-    """llama3 scaling: the context length of pretraining."""
+    """llama3, longrope scaling: the context length of pretraining."""
+    rope_short_factor: Optional[list[float]] = None
+    """longrope scaling: one divisor per rotated frequency, used while the largest position + 1 of a forward
+    is at most --rope-original-max-positions."""
+    rope_long_factor: Optional[list[float]] = None
+    """longrope scaling: one divisor per rotated frequency, used when the largest position + 1 of a forward
+    exceeds --rope-original-max-positions (a cached decode step: for its new tokens; generation re-runs the
+    prefix at that step so every position switches, as transformers' Phi-3 generation does)."""
+    rope_attention_factor: Optional[float] = None
+    """longrope scaling: multiplier of RoPE's cos and sin (None: transformers' default, sqrt(1 + ln(s) /
+    ln(--rope-original-max-positions)) for s = --max-target-positions / --rope-original-max-positions > 1, else 1)."""
+    rope_partial_factor: float = 1.0
+    """RoPE rotates only the first int(head size * this) dims of each head, the rest pass through (Phi-3's
+    partial_rotary_factor; Phi-4-mini 0.75)."""
     sliding_window: Optional[int] = None
     """Each query attends to itself and the sliding_window - 1 keys before it (None: to every key)."""
     sliding_window_layers: Optional[list[int]] = None

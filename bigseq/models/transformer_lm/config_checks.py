@@ -62,16 +62,43 @@ def _check_positions(cfg: TransformerLMConfig) -> None:
 
 
 def _check_rope_scaling(cfg: TransformerLMConfig) -> None:
-    # the llama3 values stay allowed without llama3: --rope-scaling none must switch a llama3 model off
+    _check_rope_partial(cfg)
+    # the llama3 and longrope values stay allowed without them: --rope-scaling none must switch a model off
     if cfg.rope_scaling == "none":
         return
     if cfg.position_kind != "rope":
         raise BigseqError(f"--rope-scaling {cfg.rope_scaling} needs --positions rope")
+    if cfg.rope_scaling == "longrope":
+        _check_longrope(cfg)
+        return
     if cfg.rope_scaling_factor <= 0 or cfg.rope_original_max_positions < 1:
         raise BigseqError("--rope-scaling-factor and --rope-original-max-positions must be > 0")
     if not 0 < cfg.rope_low_freq_factor < cfg.rope_high_freq_factor:
         raise BigseqError(f"--rope-low-freq-factor {cfg.rope_low_freq_factor} must be > 0 and below "
                           f"--rope-high-freq-factor {cfg.rope_high_freq_factor}")
+
+
+def _check_rope_partial(cfg: TransformerLMConfig) -> None:
+    factor = cfg.rope_partial_factor
+    if not 0 < factor <= 1:
+        raise BigseqError(f"--rope-partial-factor must be in (0, 1], got {factor}")
+    rotated = int(cfg.head_dim * factor)
+    if factor != 1 and (rotated < 2 or rotated % 2):
+        raise BigseqError(f"--rope-partial-factor {factor} rotates {rotated} of {cfg.head_dim} head dims; "
+                          f"pick a factor that rotates an even number >= 2")
+
+
+def _check_longrope(cfg: TransformerLMConfig) -> None:
+    if cfg.rope_original_max_positions < 1:
+        raise BigseqError("--rope-original-max-positions must be > 0")
+    pairs = int(cfg.head_dim * cfg.rope_partial_factor) // 2
+    for name in ("rope_short_factor", "rope_long_factor"):
+        factors = getattr(cfg, name)
+        if factors is None or len(factors) != pairs or not all(f > 0 for f in factors):
+            raise BigseqError(f"--{name.replace('_', '-')}: longrope needs {pairs} factors > 0 (one per rotated "
+                              f"frequency), got {factors}")
+    if cfg.rope_attention_factor is not None and cfg.rope_attention_factor <= 0:
+        raise BigseqError(f"--rope-attention-factor must be > 0 (or unset), got {cfg.rope_attention_factor}")
 
 
 def _check_sliding_window(cfg: TransformerLMConfig) -> None:

@@ -130,6 +130,14 @@ class TransformerLanguageModel(BaseModel):
                        dtype=dtype or ref.dtype, device=device or ref.device)
 
     @property
+    def kv_recompute_position(self) -> int | None:
+        """The decode step that must re-run the whole prefix (SequenceGenerator): with longrope, the first
+        position past the pretraining length, where every cached key switches to the long factors."""
+        if self.cfg.position_kind == "rope" and self.cfg.rope_scaling == "longrope":
+            return self.cfg.rope_original_max_positions
+        return None
+
+    @property
     def max_positions(self) -> int | None:
         """Longest sequence the model can embed (None: no hard limit)."""
         return self.cfg.max_target_positions if self.cfg.position_kind == "learned" else None

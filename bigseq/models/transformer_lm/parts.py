@@ -17,7 +17,7 @@ from bigseq.modules.dropout import Dropout
 from bigseq.modules.embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
 from bigseq.modules.init import InitRule, normal, ones, zeros
 from bigseq.modules.norms import build_norm
-from bigseq.modules.rotary import RopeConfig
+from bigseq.modules.rotary import RopeConfig, longrope_attention_factor
 from bigseq.modules.transformer_layer import TransformerDecoderLayer
 
 
@@ -56,10 +56,18 @@ def rope_config(cfg: TransformerLMConfig) -> RopeConfig | None:
     if cfg.position_kind != "rope":
         return None
     if cfg.rope_scaling == "none":
-        return RopeConfig(theta=cfg.rope_theta)
+        return RopeConfig(theta=cfg.rope_theta, partial_factor=cfg.rope_partial_factor)
+    if cfg.rope_scaling == "longrope":
+        attention_factor = cfg.rope_attention_factor
+        if attention_factor is None:
+            attention_factor = longrope_attention_factor(cfg.max_target_positions, cfg.rope_original_max_positions)
+        return RopeConfig(theta=cfg.rope_theta, scaling="longrope", partial_factor=cfg.rope_partial_factor,
+                          original_max_positions=cfg.rope_original_max_positions,
+                          short_factor=tuple(cfg.rope_short_factor), long_factor=tuple(cfg.rope_long_factor),
+                          attention_factor=attention_factor)
     return RopeConfig(theta=cfg.rope_theta, scaling=cfg.rope_scaling, factor=cfg.rope_scaling_factor,
                       low_freq_factor=cfg.rope_low_freq_factor, high_freq_factor=cfg.rope_high_freq_factor,
-                      original_max_positions=cfg.rope_original_max_positions)
+                      original_max_positions=cfg.rope_original_max_positions, partial_factor=cfg.rope_partial_factor)
 
 
 def build_decoder_layer(cfg: TransformerLMConfig, index: int,

@@ -1,7 +1,8 @@
 """HuggingFace transformers interop of transformer_lm: one adapter per HF model type (base.py is the
 shared key-map engine). Import picks the adapter by config.json's ``model_type``; export picks the
 first model type that represents the bigseq config exactly, so the Llama derivatives come before
-llama, the fallback for a plain Llama config."""
+llama, the fallback for a plain Llama config; phi3 comes after llama and mistral, which compute the
+same as a Phi-3 without longrope or partial rotary (see phi3.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from bigseq.models.transformer_lm.hf.base import HFAdapter
 from bigseq.models.transformer_lm.hf.gpt2 import GPT2Adapter
 from bigseq.models.transformer_lm.hf.llama import LlamaAdapter
 from bigseq.models.transformer_lm.hf.mistral import MistralAdapter
+from bigseq.models.transformer_lm.hf.phi3 import Phi3Adapter
 from bigseq.models.transformer_lm.hf.qwen2 import Qwen2Adapter
 from bigseq.models.transformer_lm.hf.qwen3 import Qwen3Adapter
 
 ADAPTERS: dict[str, HFAdapter] = {a.model_type: a for a in (GPT2Adapter(), Qwen3Adapter(), Qwen2Adapter(),
-                                                             MistralAdapter(), LlamaAdapter())}
+                                                             MistralAdapter(), LlamaAdapter(), Phi3Adapter())}
 HF_MODEL_TYPES = tuple(ADAPTERS)
 """transformers model types transformer_lm converts (config.json's model_type)."""
 
@@ -33,9 +35,14 @@ def adapter_for_hf(c: dict[str, Any]) -> HFAdapter:
 
 
 def adapter_for_cfg(cfg: TransformerLMConfig, model_type: str | None = None) -> HFAdapter:
-    """The HF model type that computes what ``cfg`` does (or ``model_type``'s adapter); BigseqError if none."""
+    """The HF model type that computes what ``cfg`` does (or ``model_type``'s adapter, if it computes
+    that); BigseqError if none."""
     if model_type is not None:
-        return ADAPTERS[model_type]
+        adapter = adapter_for_hf({"model_type": model_type})
+        if not adapter.represents(cfg):
+            raise BigseqError(f"HF {model_type} does not compute this transformer_lm config; drop the model type "
+                              f"to export as the one that does")
+        return adapter
     for adapter in ADAPTERS.values():
         if adapter.represents(cfg):
             return adapter
@@ -43,7 +50,9 @@ def adapter_for_cfg(cfg: TransformerLMConfig, model_type: str | None = None) -> 
                       "learned positions, layernorm, biases, gelu) or Llama style (pre-norm, rope, rmsnorm, swiglu), "
                       "with --no-scale-embedding and no --layernorm-embedding; Llama style with q/k/v biases only "
                       "is qwen2, with --qk-norm head qwen3, with --sliding-window on every layer and no biases "
-                      "mistral (qwen2/qwen3 slide only their last layers)")
+                      "mistral (qwen2/qwen3 slide only their last layers), with --rope-scaling longrope or "
+                      "--rope-partial-factor, no biases, heads of --decoder-embed-dim / --decoder-attention-heads "
+                      "and a window on every layer or none phi3")
 
 
 def cfg_from_hf_config(hf_config) -> TransformerLMConfig:
@@ -52,11 +61,12 @@ def cfg_from_hf_config(hf_config) -> TransformerLMConfig:
     return adapter_for_hf(c).cfg_from_hf(c)
 
 
-def hf_config_from_cfg(cfg: TransformerLMConfig, **token_ids: Any):
-    """A transformers config equal to ``cfg`` (token_ids: bos/eos/pad_token_id)."""
+def hf_config_from_cfg(cfg: TransformerLMConfig, model_type: str | None = None, **token_ids: Any):
+    """A transformers config equal to ``cfg`` (token_ids: bos/eos/pad_token_id), of ``model_type``
+    if given (else the first that computes ``cfg``)."""
     if cfg.vocab_size is None:
         raise BigseqError("HF export needs the vocabulary size; set cfg.vocab_size (the task fills it)")
-    return adapter_for_cfg(cfg).hf_config(cfg, **token_ids)
+    return adapter_for_cfg(cfg, model_type).hf_config(cfg, **token_ids)
 
 
 def to_hf_state_dict(model_or_sd, cfg: TransformerLMConfig, model_type: str | None = None) -> dict[str, torch.Tensor]:

@@ -21,11 +21,16 @@ _PROJECTIONS = [("attn.q_proj", "self_attn.q_proj", "qkv"), ("attn.k_proj", "sel
                 ("ffn.down_proj", "mlp.down_proj", "mlp")]
 
 
-def llama_style(cfg: TransformerLMConfig) -> bool:
-    """The layer structure every Llama-derived model type shares."""
+def llama_layers(cfg: TransformerLMConfig) -> bool:
+    """The layer structure every Llama-derived model type shares (Phi-3's too)."""
     return (cfg.decoder_normalize_before and cfg.has_final_norm and not cfg.layernorm_embedding
             and cfg.no_scale_embedding and cfg.position_kind == "rope" and cfg.norm == "rmsnorm"
             and cfg.activation_fn == "swiglu")
+
+
+def llama_style(cfg: TransformerLMConfig) -> bool:
+    """Llama's layers with Llama's RoPE: default or llama3, over the whole head (not longrope, not partial)."""
+    return llama_layers(cfg) and cfg.rope_scaling in ("none", "llama3") and cfg.rope_partial_factor == 1.0
 
 
 def sliding_layers(cfg: TransformerLMConfig) -> list[int]:
@@ -38,6 +43,10 @@ class LlamaAdapter(HFAdapter):
     config_class = "LlamaConfig"
     qk_norm = "none"
     """What this model type does to q/k before RoPE."""
+    rope_types = ("default", "llama3")
+    """The config.json rope_type values this model type computes."""
+    partial_rotary = False
+    """Whether this model type honours partial_rotary_factor."""
 
     def represents(self, cfg: TransformerLMConfig) -> bool:
         return (llama_style(cfg) and cfg.qk_norm == "none" and not sliding_layers(cfg)
@@ -74,7 +83,8 @@ class LlamaAdapter(HFAdapter):
             decoder_layers=c["num_hidden_layers"], decoder_embed_dim=d, decoder_ffn_embed_dim=c["intermediate_size"],
             decoder_attention_heads=heads, decoder_kv_heads=kv_heads if kv_heads != heads else None,
             decoder_head_dim=None if head_dim * heads == d else head_dim,
-            activation_fn="swiglu", positions="rope", **rope_fields(c, self.model_type),
+            activation_fn="swiglu", positions="rope",
+            **rope_fields(c, self.model_type, self.rope_types, self.partial_rotary),
             norm="rmsnorm", norm_eps=c.get("rms_norm_eps", 1e-6), qk_norm=self.qk_norm, bias=out_bias,
             attention_qkv_bias=None if qkv_bias == out_bias else qkv_bias,
             mlp_bias=None if mlp_bias == out_bias else mlp_bias,
