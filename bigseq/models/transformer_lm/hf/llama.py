@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from bigseq.models.transformer_lm.config import TransformerLMConfig
-from bigseq.models.transformer_lm.hf.base import HFAdapter, Mapping, one, refuse
+from bigseq.models.transformer_lm.hf.base import HFAdapter, Mapping, one, plain_layers, refuse
 from bigseq.models.transformer_lm.hf.rope import rope_fields, rope_parameters, with_legacy_rope_keys
 
 # (ours, theirs, which bias switch): q/k/v, the attention output, the MLP
@@ -23,7 +23,7 @@ _PROJECTIONS = [("attn.q_proj", "self_attn.q_proj", "qkv"), ("attn.k_proj", "sel
 
 def llama_style(cfg: TransformerLMConfig) -> bool:
     """The layer structure every Llama-derived model type shares."""
-    return (cfg.decoder_normalize_before and cfg.has_final_norm and not cfg.layernorm_embedding
+    return (cfg.decoder_normalize_before and plain_layers(cfg) and cfg.has_final_norm and not cfg.layernorm_embedding
             and cfg.no_scale_embedding and cfg.position_kind == "rope" and cfg.norm == "rmsnorm"
             and cfg.activation_fn == "swiglu")
 
