@@ -4,6 +4,8 @@ RoPE, a head size of its own (``head_dim``), one bias switch for q/k/v/o and one
 HF Llama checkpoints keep q/k in the rotate_half RoPE layout, the one bigseq uses: no permutation.
 Mistral, Qwen2 and Qwen3 are Llama with a few deltas; their adapters subclass this one and override
 the hooks (biases, head size, sliding window, q/k norm, extra config keys).
+Gemma 2/3 and OLMo 2 reuse its projections (gemma2.py, olmo2.py); ``llama_style`` leaves out their
+features (``base.plain_layers``), so a config with any of them never exports as a Llama type.
 """
 
 from __future__ import annotations
