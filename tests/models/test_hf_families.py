@@ -274,3 +274,13 @@ def test_gemma_and_olmo2_configs_no_hf_model_type_computes_are_refused_on_export
     with pytest.raises(BigseqError, match="no HF equivalent") as e:
         hf_config_from_cfg(dataclasses.replace(CASES[case][0], **changes))
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("case,pattern", [("gemma2_softcaps_alternating_window", {}),
+                                          ("gemma3_text_local_global", {"sliding_window_pattern": 6}),
+                                          ("gemma3_text_local_global", {})])
+def test_gemma_files_of_transformers_4_without_layer_types_or_rope_parameters_import_the_same(case, pattern):
+    """4.x wrote no layer_types (the pattern, or Gemma 2's alternation, says which layers slide) and Gemma 3's
+    RoPE as rope_theta + rope_local_base_freq + rope_scaling."""
+    old = {k: v for k, v in hf_dict(case, **pattern).items() if k not in ("layer_types", "rope_parameters")}
+    assert cfg_from_hf_config(old) == CASES[case][0]
