@@ -2,7 +2,9 @@
 
 The loss is a SUM over non-pad target tokens (see ``BaseCriterion``); the
 arithmetic lives in ``bigseq.kernels`` so the fast kernels and the torch
-reference give the same numbers.
+reference give the same numbers. The fused LM-head loss computes plain
+``hidden @ weight.T`` logits, so a model whose logits are soft-capped (Gemma 2's
+``output_logit_softcap``) is refused there rather than trained on other logits.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class CrossEntropyCriterion(BaseCriterion):
     def _hidden_and_output_weight(model, sample):
         if not hasattr(model, "forward_hidden") or not hasattr(model, "output_weight"):
             raise BigseqError(f"--fused-linear-ce: model {type(model).__name__} has no forward_hidden/output_weight; "
+                              "drop --fused-linear-ce")
+        if getattr(model, "output_logit_softcap", None) is not None:
+            raise BigseqError("--fused-linear-ce does not soft-cap the logits as --final-logit-softcap says; "
                               "drop --fused-linear-ce")
         hidden_BTD = model.forward_hidden(**sample.net_input)
         weight_VD = model.output_weight

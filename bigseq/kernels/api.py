@@ -96,29 +96,30 @@ def _loss_backend(x: torch.Tensor, impl: str, what: str):
 
 
 def attention(q, k, v, *, causal: bool = True, softmax_scale=None, cu_seqlens=None, max_seqlen=None,
-              window=None, key_padding_mask=None, impl: str = "auto"):
+              window=None, key_padding_mask=None, softcap=None, impl: str = "auto"):
     """Padded q (B, Sq, Hq, D), k/v (B, Sk, Hkv, D) -> (B, Sq, Hq, D), Hq % Hkv == 0;
     or packed q/k/v (T, H, D) with cu_seqlens (int32, B+1) -> (T, Hq, D).
 
     A causal mask is aligned to the end of the keys; packed documents never attend across.
     window (causal only): each query sees its last ``window`` keys, itself included.
     key_padding_mask (B, Sk) bool: True at keys no query attends to.
-    Both are torch-only: impl="auto" falls back to torch, "triton"/"cuda" refuse them.
+    softcap: the scaled scores become tanh(s / softcap) * softcap before the mask (Gemma 2).
+    The three are torch-only: impl="auto" falls back to torch, "triton"/"cuda" refuse them.
     """
     validation.check_impl(impl)
     longest = validation.check_attention(q, k, v, causal=causal, softmax_scale=softmax_scale,
                                          cu_seqlens=cu_seqlens, max_seqlen=max_seqlen)
     validation.check_attention_masks(q, k, causal=causal, window=window, key_padding_mask=key_padding_mask,
-                                     cu_seqlens=cu_seqlens, impl=impl)
+                                     cu_seqlens=cu_seqlens, impl=impl, softcap=softcap)
     if impl == "cuda":
         return _cuda_decode_via_attention(q, k, v, cu_seqlens, softmax_scale)
     if impl == "auto":
         usable = q.device.type == "cuda" and triton_status(q.device)[0] and q.dtype in KERNEL_DTYPES
-        masked = window is not None or key_padding_mask is not None
+        masked = window is not None or key_padding_mask is not None or softcap is not None
         impl = "triton" if usable and not masked and q.shape[-1] in (32, 64, 128, 256) else "torch"
     if impl == "torch":
         return reference.attention(q, k, v, causal=causal, softmax_scale=softmax_scale, cu_seqlens=cu_seqlens,
-                                   window=window, key_padding_mask=key_padding_mask)
+                                   window=window, key_padding_mask=key_padding_mask, softcap=softcap)
     _require(impl, triton_status(q.device), "attention")
     _check_kernel_dtype("q", q, impl)
     from bigseq.kernels.triton.attention import SUPPORTED_HEAD_DIMS, flash_attention
@@ -139,15 +140,23 @@ def _cuda_decode_via_attention(q, k, v, cu_seqlens, softmax_scale):
     return decode_attention(q[:, 0], k, v, seqlens, softmax_scale=softmax_scale, impl="cuda").unsqueeze(1)
 
 
-def decode_attention(q, k_cache, v_cache, cache_seqlens, *, softmax_scale=None, impl: str = "auto"):
+def decode_attention(q, k_cache, v_cache, cache_seqlens, *, softmax_scale=None, softcap=None, impl: str = "auto"):
     """q (B, Hq, D), k/v cache (B, S, Hkv, D), cache_seqlens (B,) int32 in [1, S] -> (B, Hq, D).
 
-    Generation's one-token step against a KV cache; forward only.
+    Generation's one-token step against a KV cache; forward only. softcap (as in attention) is
+    torch-only: impl="auto" falls back to torch, "cuda" refuses it.
     """
     validation.check_impl(impl)
     validation.check_decode_attention(q, k_cache, v_cache, cache_seqlens)
+    validation.check_softcap(softcap)
     if impl == "triton":
         raise KernelUnavailableError("impl='triton' has no decode-attention kernel; use 'cuda', 'auto' or 'torch'")
+    if softcap is not None:
+        if impl == "cuda":
+            raise ValueError("softcap: impl='cuda' does not support it; use impl='torch' "
+                             "(impl='auto' falls back to torch)")
+        return reference.decode_attention(q, k_cache, v_cache, cache_seqlens, softmax_scale=softmax_scale,
+                                          softcap=softcap)
     if impl in ("cuda", "auto") and q.device.type == "cuda":
         status = cuda_status(q.device)
         if impl == "cuda":

@@ -2,6 +2,9 @@
 
 They compute in the inputs' dtype promoted to at least fp32 for the loss (fp64 in
 stays fp64, so tests can build an fp64 reference), and with SDPA for attention.
+SDPA has no logit soft-capping, so attention with ``softcap`` computes the scores
+explicitly as transformers' eager Gemma attention does (scores in the inputs' dtype,
+``tanh(s / cap) * cap`` before the mask, softmax in fp32).
 """
 
 from __future__ import annotations
@@ -10,20 +13,25 @@ import torch
 import torch.nn.functional as F
 
 
-def attention(q, k, v, *, causal: bool, softmax_scale, cu_seqlens=None, window=None, key_padding_mask=None):
+def attention(q, k, v, *, causal: bool, softmax_scale, cu_seqlens=None, window=None, key_padding_mask=None,
+              softcap=None):
     """Padded q (B, Sq, Hq, D), k/v (B, Sk, Hkv, D); or packed (T, H, D) with cu_seqlens.
 
     A causal mask is aligned to the END of the keys (decoding with a KV cache); a causal
     ``window`` keeps the last ``window`` keys of each query, itself included;
-    ``key_padding_mask`` (B, Sk) is True at keys nobody attends to.
+    ``key_padding_mask`` (B, Sk) is True at keys nobody attends to; ``softcap`` caps the
+    scaled scores at +-softcap (``tanh(s / softcap) * softcap``) before the mask.
     """
     if cu_seqlens is not None:
         return _packed_attention(q, k, v, causal=causal, softmax_scale=softmax_scale, cu_seqlens=cu_seqlens,
-                                 window=window)
+                                 window=window, softcap=softcap)
     hq, hkv = q.shape[2], k.shape[2]
     q_, k_, v_ = (t.transpose(1, 2) for t in (q, k, v))
     sq, sk = q.shape[1], k.shape[1]
-    if window is not None or key_padding_mask is not None:
+    if softcap is not None:
+        mask = allowed_keys(sq, sk, causal=causal, window=window, key_padding_mask=key_padding_mask, device=q.device)
+        out = softcapped_attention(q_, k_, v_, mask, softmax_scale=softmax_scale, softcap=softcap)
+    elif window is not None or key_padding_mask is not None:
         mask = allowed_keys(sq, sk, causal=causal, window=window, key_padding_mask=key_padding_mask, device=q.device)
         out = F.scaled_dot_product_attention(q_, k_, v_, attn_mask=mask, scale=softmax_scale,
                                              enable_gqa=hq != hkv)
@@ -49,7 +57,20 @@ def allowed_keys(sq: int, sk: int, *, causal: bool, window, key_padding_mask, de
     return allowed
 
 
-def _packed_attention(q_THD, k_THD, v_THD, *, causal, softmax_scale, cu_seqlens, window=None):
+def softcapped_attention(q_BHSD, k_BHSD, v_BHSD, allowed, *, softmax_scale, softcap: float) -> torch.Tensor:
+    """softmax(mask(tanh(q k^T * scale / cap) * cap)) v in (B, H, S, D) layout; ``allowed`` broadcasts to
+    (B, Hq, Sq, Sk). Grouped k/v heads are repeated; a query with no allowed key gets zeros (as SDPA)."""
+    scale = q_BHSD.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
+    groups = q_BHSD.shape[1] // k_BHSD.shape[1]
+    k_BHSD, v_BHSD = (t.repeat_interleave(groups, dim=1) for t in (k_BHSD, v_BHSD))
+    scores = torch.matmul(q_BHSD, k_BHSD.transpose(-1, -2)) * scale
+    scores = torch.tanh(scores / softcap) * softcap
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).nan_to_num(0.0).to(q_BHSD.dtype)
+    return torch.matmul(probs, v_BHSD)
+
+
+def _packed_attention(q_THD, k_THD, v_THD, *, causal, softmax_scale, cu_seqlens, window=None, softcap=None):
     """One SDPA call per document, so documents never attend across their boundary."""
     bounds = cu_seqlens.tolist()
     outs = []
@@ -57,16 +78,20 @@ def _packed_attention(q_THD, k_THD, v_THD, *, causal, softmax_scale, cu_seqlens,
         if end == start:
             continue
         doc = [t[start:end].unsqueeze(0) for t in (q_THD, k_THD, v_THD)]
-        outs.append(attention(*doc, causal=causal, softmax_scale=softmax_scale, window=window)[0])
+        outs.append(attention(*doc, causal=causal, softmax_scale=softmax_scale, window=window, softcap=softcap)[0])
     return torch.cat(outs, dim=0) if outs else torch.empty_like(q_THD)
 
 
-def decode_attention(q_BHD, k_cache_BSHD, v_cache_BSHD, cache_seqlens, *, softmax_scale):
+def decode_attention(q_BHD, k_cache_BSHD, v_cache_BSHD, cache_seqlens, *, softmax_scale, softcap=None):
     """One query token per sequence against the first cache_seqlens[b] cache entries."""
     S = k_cache_BSHD.shape[1]
     valid_BS = torch.arange(S, device=q_BHD.device)[None, :] < cache_seqlens[:, None].long()
     q_ = q_BHD.unsqueeze(2)  # (B, Hq, 1, D)
     k_, v_ = (t.transpose(1, 2) for t in (k_cache_BSHD, v_cache_BSHD))
+    if softcap is not None:
+        out = softcapped_attention(q_, k_, v_, valid_BS[:, None, None, :], softmax_scale=softmax_scale,
+                                   softcap=softcap)
+        return out.squeeze(2)
     out = F.scaled_dot_product_attention(q_, k_, v_, attn_mask=valid_BS[:, None, None, :], scale=softmax_scale,
                                          enable_gqa=q_BHD.shape[1] != k_cache_BSHD.shape[2])
     return out.squeeze(2)

@@ -65,8 +65,15 @@ def check_attention(q, k, v, *, causal, softmax_scale, cu_seqlens, max_seqlen) -
     return check_cu_seqlens(cu_seqlens, total=q.shape[0], device=q.device, max_seqlen=max_seqlen)
 
 
-def check_attention_masks(q, k, *, causal, window, key_padding_mask, cu_seqlens, impl: str) -> None:
-    """The torch-only masking options: a causal sliding window and a key padding mask."""
+def check_softcap(softcap) -> None:
+    if softcap is not None and (isinstance(softcap, bool) or not isinstance(softcap, (int, float)) or softcap <= 0):
+        raise ValueError(f"softcap: expected a positive float or None, got {softcap!r}")
+
+
+def check_attention_masks(q, k, *, causal, window, key_padding_mask, cu_seqlens, impl: str,
+                          softcap=None) -> None:
+    """The torch-only options: a causal sliding window, a key padding mask and logit soft-capping."""
+    check_softcap(softcap)
     if window is not None:
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"window: expected a positive number of keys or None, got {window!r}")
@@ -79,7 +86,7 @@ def check_attention_masks(q, k, *, causal, window, key_padding_mask, cu_seqlens,
         if tuple(key_padding_mask.shape) != tuple(k.shape[:2]):
             raise ValueError(f"key_padding_mask: expected (B, Sk) = {tuple(k.shape[:2])}, "
                              f"got {tuple(key_padding_mask.shape)}")
-    for name, value in (("window", window), ("key_padding_mask", key_padding_mask)):
+    for name, value in (("window", window), ("key_padding_mask", key_padding_mask), ("softcap", softcap)):
         if value is not None and impl in ("triton", "cuda"):
             raise ValueError(f"{name}: impl={impl!r} does not support it; use impl='torch' "
                              f"(impl='auto' falls back to torch)")

@@ -3,7 +3,10 @@
 The head size may differ from dim / heads (``head_dim``: Qwen3, Mistral), and
 queries and keys may be RMS-normalized before RoPE (``qk_norm``): per head
 (Qwen3, Gemma 3) or over the whole projection (OLMo 2; that one needs all the
-heads in the layer).
+heads in the layer), with the model's kind of RMSNorm (``qk_norm_kind``: Gemma's
+unit-offset one, OLMo 2's fp32 one). Gemma's softmax scale may come from its own
+``softmax_scale`` (query_pre_attn_scalar ** -0.5) and its scores may be soft-capped
+(``softcap``: tanh(s / cap) * cap before the mask); both reach the decode step too.
 
 Causal (decoder) or bidirectional (encoder), with an optional sliding window,
 packed documents (``cu_seqlens``) and a key padding mask. The attention itself
@@ -21,7 +24,7 @@ import torch.nn as nn
 
 from bigseq import kernels
 from bigseq.modules.kv_cache import LayerKVCache
-from bigseq.modules.norms import RMSNorm
+from bigseq.modules.norms import build_norm
 from bigseq.modules.rotary import RopeConfig, RopeCosSin, RotaryEmbedding, apply_rope
 
 
@@ -37,9 +40,12 @@ class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, *, num_kv_heads: int | None = None, bias: bool = True,
                  rope: RopeConfig | None = None, causal: bool = True, window: int | None = None,
                  attention_impl: str = "torch", head_dim: int | None = None, qkv_bias: bool | None = None,
-                 out_bias: bool | None = None, qk_norm: str = "none", norm_eps: float = 1e-6):
+                 out_bias: bool | None = None, qk_norm: str = "none", norm_eps: float = 1e-6,
+                 qk_norm_kind: str = "rmsnorm", softmax_scale: float | None = None, softcap: float | None = None):
         """head_dim None: dim // num_heads. qkv_bias / out_bias None: follow ``bias``.
-        qk_norm: "none" | "head" (RMSNorm over each head) | "full" (over the whole q or k projection)."""
+        qk_norm: "none" | "head" (RMSNorm over each head) | "full" (over the whole q or k projection);
+        qk_norm_kind: which RMSNorm (bigseq.modules.norms). softmax_scale None: head_dim ** -0.5.
+        softcap: cap of the attention scores (None: none)."""
         super().__init__()
         if qk_norm not in QK_NORMS:
             raise ValueError(f"qk_norm {qk_norm!r}: use one of {QK_NORMS}")
@@ -47,6 +53,8 @@ class SelfAttention(nn.Module):
         self.causal = causal
         self.window = window
         self.attention_impl = attention_impl
+        self.softmax_scale = softmax_scale
+        self.softcap = softcap
         # cos/sin normally come from the model's forward; a layer run alone computes its own
         self.rotary = RotaryEmbedding(self.head_dim, rope) if rope is not None else None
         q_dim, kv_dim = num_heads * self.head_dim, (num_kv_heads or num_heads) * self.head_dim
@@ -58,8 +66,8 @@ class SelfAttention(nn.Module):
         self.qk_norm = qk_norm
         if qk_norm != "none":
             widths = (self.head_dim, self.head_dim) if qk_norm == "head" else (q_dim, kv_dim)
-            self.q_norm = RMSNorm(widths[0], eps=norm_eps)
-            self.k_norm = RMSNorm(widths[1], eps=norm_eps)
+            self.q_norm = build_norm(qk_norm_kind, widths[0], norm_eps)
+            self.k_norm = build_norm(qk_norm_kind, widths[1], norm_eps)
 
     def forward(self, x_BTD: torch.Tensor, *, rope: RopeCosSin | None = None, start_pos: int = 0,
                 positions: torch.Tensor | None = None, kv_cache: LayerKVCache | None = None,
@@ -98,19 +106,25 @@ class SelfAttention(nn.Module):
         return q, k
 
     def _decode_step(self, q_B1HD: torch.Tensor, k_BSHD: torch.Tensor, v_BSHD: torch.Tensor) -> torch.Tensor:
-        """One new token against the cache: the split-K decode kernel on CUDA (torch reference elsewhere)."""
+        """One new token against the cache: the split-K decode kernel on CUDA (torch reference elsewhere,
+        and wherever a softcap is set)."""
         if self.window is not None:
             k_BSHD, v_BSHD = k_BSHD[:, -self.window:], v_BSHD[:, -self.window:]
         B, S = k_BSHD.shape[:2]
         seqlens_B = torch.full((B,), S, dtype=torch.int32, device=q_B1HD.device)
         impl = "auto" if self.attention_impl in ("auto", "cuda") else "torch"
-        return kernels.decode_attention(q_B1HD[:, 0], k_BSHD, v_BSHD, seqlens_B, impl=impl).unsqueeze(1)
+        return kernels.decode_attention(q_B1HD[:, 0], k_BSHD, v_BSHD, seqlens_B, softmax_scale=self.softmax_scale,
+                                        softcap=self.softcap, impl=impl).unsqueeze(1)
 
     def _attend(self, q, k, v, cu_seqlens, key_padding_mask) -> torch.Tensor:
         # only the options in use are passed: the kernels' fast paths take none of them
         options = {}
         if self.window is not None:
             options["window"] = self.window
+        if self.softmax_scale is not None:
+            options["softmax_scale"] = self.softmax_scale
+        if self.softcap is not None:
+            options["softcap"] = self.softcap
         if key_padding_mask is not None:
             options["key_padding_mask"] = key_padding_mask
         if cu_seqlens is None:

@@ -1,4 +1,5 @@
-"""Position-wise feed-forward blocks: activation MLP (GPT-2/fairseq) and SwiGLU (Llama)."""
+"""Position-wise feed-forward blocks: activation MLP (GPT-2/fairseq) and gated ones: SwiGLU (Llama),
+GeGLU with the exact gelu, or with its tanh approximation (Gemma's gelu_pytorch_tanh)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
     "linear": lambda x: x,
 }
-GATED_ACTIVATIONS = {"swiglu": F.silu, "geglu": F.gelu}
+GATED_ACTIVATIONS = {"swiglu": F.silu, "geglu": F.gelu, "geglu_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
 
 class FeedForward(nn.Module):

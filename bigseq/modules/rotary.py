@@ -7,7 +7,8 @@ per forward (``RotaryEmbedding.cos_sin``) in fp32 from the absolute positions
 and hands them to every layer. Nothing is stored in buffers, so a layer built
 on the meta device or alone in a pipeline stage needs nothing restored.
 Scaling "llama3" (Llama 3.1-3.3) rescales the inverse frequencies once, as
-transformers' ``_compute_llama3_parameters`` does; positions are unchanged.
+transformers' ``_compute_llama3_parameters`` does; "linear" (Gemma 3's global
+layers) divides them all by ``factor``; positions are unchanged.
 Scaling "longrope" (Phi-3 128k, Phi-3.5, Phi-4-mini) divides each frequency by a
 per-frequency factor from one of two lists and multiplies cos/sin by an attention
 factor. The list is chosen per call from its largest position, as transformers'
@@ -30,7 +31,7 @@ from typing import NamedTuple
 
 import torch
 
-ROPE_SCALINGS = ("none", "llama3", "longrope")
+ROPE_SCALINGS = ("none", "llama3", "longrope", "linear")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,9 +39,9 @@ class RopeConfig:
     theta: float = 10000.0
     """Base frequency: dimension pair i turns at theta^(-2i / head_dim) radians per position."""
     scaling: str = "none"
-    """Frequency scaling for context extension: "none" or "llama3"."""
+    """Frequency scaling for context extension: "none", "llama3" or "linear"."""
     factor: float = 8.0
-    """llama3: how much slower the low frequencies turn (the context extension factor)."""
+    """llama3: how much slower the low frequencies turn (the context extension factor); linear: every one."""
     low_freq_factor: float = 1.0
     """llama3: wavelengths above original_max_positions / this are divided by factor."""
     high_freq_factor: float = 4.0
@@ -65,6 +66,8 @@ class RopeConfig:
                                              and 0 < self.low_freq_factor < self.high_freq_factor):
             raise ValueError(f"RoPE llama3 scaling needs factor > 0, original_max_positions > 0 and "
                              f"0 < low_freq_factor < high_freq_factor; got {self}")
+        if self.scaling == "linear" and not self.factor > 0:
+            raise ValueError(f"RoPE linear scaling needs factor > 0; got {self}")
         if self.scaling == "longrope" and not (self.original_max_positions > 0 and self.attention_factor > 0
                                                and len(self.short_factor) == len(self.long_factor) > 0):
             raise ValueError(f"RoPE longrope scaling needs original_max_positions > 0, attention_factor > 0 and "
@@ -136,6 +139,8 @@ class RotaryEmbedding:
             inv_freq = 1.0 / (self.cfg.theta ** exponents)
         if self.cfg.scaling == "llama3":
             inv_freq = llama3_inv_freq(inv_freq, self.cfg)
+        elif self.cfg.scaling == "linear":
+            inv_freq = inv_freq / self.cfg.factor
         if positions is None:
             positions = torch.arange(start_pos, start_pos + seq_len, device=device)
         freqs = positions.float()[..., None] * inv_freq  # (T, R/2) or (B, T, R/2)

@@ -67,6 +67,49 @@ def test_reference_decode_attention_masks_past_each_length():
     torch.testing.assert_close(out[0], expected)
 
 
+def softcapped(q, k, v, allowed, scale, cap):
+    """Hand-built soft-capped attention (Gemma 2's eager): q (B, Sq, H, D), k/v with H heads too."""
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale
+    scores = (torch.tanh(scores / cap) * cap).masked_fill(~allowed, float("-inf"))
+    return torch.einsum("bhqk,bkhd->bqhd", scores.softmax(-1), v)
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_reference_softcap_caps_the_scaled_scores_before_the_mask(window):
+    torch.manual_seed(4)
+    q, k, v = torch.randn(2, 6, 4, 8, dtype=torch.float64) * 3, torch.randn(2, 9, 2, 8, dtype=torch.float64) * 3, \
+        torch.randn(2, 9, 2, 8, dtype=torch.float64)
+    pad = torch.zeros(2, 9, dtype=torch.bool)
+    pad[1, :2] = True
+    query_pos, key_pos = torch.arange(6)[:, None] + 3, torch.arange(9)[None, :]
+    allowed = (key_pos <= query_pos) & (key_pos > query_pos - (window or 99))
+    allowed = allowed[None, None] & ~pad[:, None, None, :]
+    out = attention(q, k, v, softmax_scale=0.3, softcap=2.0, window=window, key_padding_mask=pad, impl="auto")
+    kk, vv = (t.repeat_interleave(2, dim=2) for t in (k, v))
+    torch.testing.assert_close(out, softcapped(q, kk, vv, allowed, 0.3, 2.0))
+    uncapped = attention(q, k, v, softmax_scale=0.3, window=window, key_padding_mask=pad, impl="torch")
+    assert (out - uncapped).abs().max() > 0.1  # the cap matters at these score sizes
+
+
+def test_reference_softcap_packed_and_decode_equal_the_padded_form():
+    torch.manual_seed(5)
+    cu = torch.tensor([0, 4, 11], dtype=torch.int32)
+    q, k, v = torch.randn(11, 4, 8) * 3, torch.randn(11, 2, 8) * 3, torch.randn(11, 2, 8)
+    out = attention(q, k, v, cu_seqlens=cu, softcap=1.5, window=3, impl="torch")
+    for start, end in ((0, 4), (4, 11)):
+        doc = [t[start:end].unsqueeze(0) for t in (q, k, v)]
+        torch.testing.assert_close(out[start:end], attention(*doc, softcap=1.5, window=3, impl="torch")[0])
+    # decode: the last query of a sequence against its cache, with a scale of its own
+    kc, vc = k[None, 4:11], v[None, 4:11]
+    lens = torch.tensor([7], dtype=torch.int32)
+    step = decode_attention(q[None, 10], kc, vc, lens, softmax_scale=0.2, softcap=1.5)
+    full = attention(q[None, 4:11], kc, vc, softmax_scale=0.2, softcap=1.5, impl="torch")[0, -1]
+    torch.testing.assert_close(step[0], full)
+    assert (step[0] - decode_attention(q[None, 10], kc, vc, lens, softmax_scale=0.2)[0]).abs().max() > 0.01
+    with pytest.raises(ValueError, match=r"^softcap: impl='cuda' does not support it; use impl='torch'"):
+        decode_attention(q[None, 10], kc, vc, lens, softcap=1.5, impl="cuda")
+
+
 def _qkv(*shapes, dtype=torch.float32):
     return [torch.randn(s, dtype=dtype) for s in shapes]
 
@@ -94,6 +137,8 @@ BAD_ATTENTION = [
     ("window", dict(window=2, causal=False)),
     ("key_padding_mask", dict(key_padding_mask=torch.zeros(1, 3, dtype=torch.bool))),
     ("key_padding_mask", dict(key_padding_mask=torch.zeros(1, 4))),
+    ("softcap", dict(softcap=0.0)),
+    ("softcap", dict(softcap=True)),
 ]
 
 
@@ -108,8 +153,9 @@ def test_bad_attention_input_names_the_argument(arg, override, impl):
 
 
 @pytest.mark.parametrize("impl", ["triton", "cuda"])
-@pytest.mark.parametrize("option", [dict(window=4), dict(key_padding_mask=torch.zeros(1, 4, dtype=torch.bool))])
-def test_window_and_key_padding_are_torch_only(impl, option):
+@pytest.mark.parametrize("option", [dict(window=4), dict(key_padding_mask=torch.zeros(1, 4, dtype=torch.bool)),
+                                    dict(softcap=2.0)])
+def test_window_key_padding_and_softcap_are_torch_only(impl, option):
     q = torch.randn(1, 4, 2, 32)
     name = next(iter(option))
     with pytest.raises(ValueError, match=rf"^{name}: impl='{impl}' does not support it; use impl='torch'"):

@@ -1,4 +1,5 @@
-"""Self-attention options: sliding window, packed documents, key padding, decoding with a window."""
+"""Self-attention options: sliding window, packed documents, key padding, decoding with a window, and with
+Gemma's soft-capping and softmax scale."""
 
 import pytest
 import torch
@@ -80,6 +81,21 @@ def test_decoding_with_a_window_equals_the_full_windowed_forward():
         full = attn(x)
         steps = [attn(x[:, :4], kv_cache=cache, start_pos=0)]
         steps += [attn(x[:, t:t + 1], kv_cache=cache, start_pos=t) for t in range(4, 9)]
+    torch.testing.assert_close(torch.cat(steps, 1), full)
+
+
+def test_decoding_with_softcap_and_scale_equals_the_full_forward():
+    torch.manual_seed(2)
+    attn = SelfAttention(32, 4, num_kv_heads=2, rope=RopeConfig(), window=3, softcap=1.0, softmax_scale=0.9).eval()
+    plain = SelfAttention(32, 4, num_kv_heads=2, rope=RopeConfig(), window=3).eval()
+    plain.load_state_dict(attn.state_dict())
+    x = torch.randn(2, 9, 32) * 3
+    cache = KVCache(1, 2, 12, 2, 8).layer(0)
+    with torch.no_grad():
+        full = attn(x)
+        steps = [attn(x[:, :4], kv_cache=cache, start_pos=0)]
+        steps += [attn(x[:, t:t + 1], kv_cache=cache, start_pos=t) for t in range(4, 9)]
+        assert (full - plain(x)).abs().max() > 0.01  # the cap and the scale matter
     torch.testing.assert_close(torch.cat(steps, 1), full)
 
 

@@ -1,9 +1,13 @@
-"""bigseq transformer_lm == transformers Llama 3 / Qwen2 / Qwen3 / Mistral / Phi-3 on the same weights (litgpt style).
+"""bigseq transformer_lm == transformers Llama 3 / Qwen2 / Qwen3 / Mistral / Phi-3 / Gemma 2 / Gemma 3 (text) /
+OLMo 2 on the same weights (litgpt style).
 
 Tiny random HF models built from configs (no download), every tensor random (norms and biases too),
 converted with the adapters, fp32 logits at T=24. Each family's feature is shrunk until it matters
-(llama3 scaling from 8 pretraining positions, a window of 8, longrope from 16) and switching it off in bigseq's config
-must move the logits far past the tolerance, so no test can pass by ignoring its feature.
+(llama3 scaling from 8 pretraining positions, a window of 8, longrope from 16, soft-caps of 5 and 3) and
+switching it off in bigseq's config must move the logits far past the tolerance, so no test can pass by
+ignoring its feature (the Gemma/OLMo 2 features one by one in test_each_gemma_and_olmo2_feature_matters).
+The random norm weights (about 1) make Gemma's 1 + w about 2, so reading w as a plain RMSNorm weight would
+fail the parity.
 """
 
 import dataclasses
@@ -34,6 +38,11 @@ LONGROPE = dict(rope_scaling="longrope", rope_original_max_positions=16,
 LONGROPE_PARTIAL = {**LONGROPE, "rope_short_factor": LONGROPE["rope_short_factor"][:6],
                     "rope_long_factor": LONGROPE["rope_long_factor"][:6]}
 
+# Gemma's layer: sandwich norms of its RMSNorm kind, GeGLU-tanh, embeddings scaled by sqrt(d) in their dtype, tied
+GEMMA = dict(decoder_normalize_before=False, decoder_norm_placement="sandwich", norm="rmsnorm_unit_offset",
+             activation_fn="geglu_tanh", no_scale_embedding=False, embed_scale_in_weight_dtype=True,
+             share_decoder_input_output_embed=True)
+
 # name: (bigseq config, HF model type of its checkpoint (what it exports as unless EXPORTED_AS says), the feature
 # switched off)
 CASES = {
@@ -61,6 +70,20 @@ CASES = {
                                                        rope_attention_factor=1.2,
                                                        share_decoder_input_output_embed=True),
                                    "phi3", {"rope_scaling": "none"}),
+    # Gemma 2 / Gemma 3 / OLMo 2
+    "gemma2_softcaps_alternating_window": (dataclasses.replace(
+        BASE, **GEMMA, decoder_layers=4, decoder_head_dim=24, query_pre_attn_scalar=32, attn_logit_softcap=5.0,
+        final_logit_softcap=3.0, sliding_window=8, sliding_window_layers=[0, 2]), "gemma2",
+        {"attn_logit_softcap": None, "final_logit_softcap": None}),
+    "gemma3_text_local_global": (dataclasses.replace(
+        BASE, **GEMMA, decoder_layers=6, qk_norm="head", rope_theta=1e6, rope_local_theta=1e4, sliding_window=8,
+        sliding_window_layers=[0, 1, 2, 3, 4]), "gemma3_text", {"rope_local_theta": None}),
+    "gemma3_text_linear_rope_untied": (dataclasses.replace(
+        BASE, **{**GEMMA, "share_decoder_input_output_embed": False}, decoder_layers=3, qk_norm="head",
+        rope_theta=1e6, rope_local_theta=1e4, rope_scaling="linear", rope_scaling_factor=8.0, sliding_window=8,
+        sliding_window_layers=[0, 1], decoder_head_dim=32), "gemma3_text", {"rope_scaling": "none"}),
+    "olmo2": (dataclasses.replace(BASE, decoder_normalize_before=False, decoder_norm_placement="output",
+                                  norm="rmsnorm_fp32", qk_norm="full", norm_eps=1e-5), "olmo2", {"qk_norm": "none"}),
 }
 # cases whose checkpoint type is not what export picks: a Phi-3 with default RoPE computes what Mistral does
 EXPORTED_AS = {"phi3_window": "mistral"}
@@ -164,7 +187,7 @@ REFUSED = {  # config.json values bigseq does not compute: (case, changes, field
                        "layer_types"),
     "sliding_layers_without_window": ("qwen2_qkv_bias", {"layer_types": ["full_attention", "sliding_attention"]},
                                       "layer_types"),
-    "unknown_model_type": ("llama3_untied", {"model_type": "gemma2"}, "model_type"),
+    "unknown_model_type": ("llama3_untied", {"model_type": "falcon"}, "model_type"),
     "phi3_llama3_rope": ("phi3_window", {"rope_scaling": None, "rope_parameters": {
         "rope_type": "llama3", "rope_theta": 1e4, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}},
         "rope_type"),
@@ -173,6 +196,27 @@ REFUSED = {  # config.json values bigseq does not compute: (case, changes, field
         1.0] * 8}}, "rope_scaling.long_factor"),
     "longrope_on_llama": ("llama3_untied", {"rope_scaling": {"rope_type": "longrope", "short_factor": [1.0] * 8,
                                                              "long_factor": [2.0] * 8}}, "rope_type"),
+    # Gemma 2 / Gemma 3 / OLMo 2
+    "gemma3_multimodal": ("gemma3_text_local_global", {"model_type": "gemma3"}, "Gemma3ForConditionalGeneration"),
+    "gemma3_multimodal_architecture": ("gemma3_text_local_global",
+                                       {"architectures": ["Gemma3ForConditionalGeneration"]}, "architectures"),
+    "gemma_activation": ("gemma2_softcaps_alternating_window", {"hidden_activation": "relu"}, "hidden_activation"),
+    "gemma_bidirectional": ("gemma3_text_local_global", {"use_bidirectional_attention": True},
+                            "use_bidirectional_attention"),
+    "gemma_sliding_without_window": ("gemma2_softcaps_alternating_window", {"sliding_window": None},
+                                     "sliding_window"),
+    "gemma_unknown_layer_type": ("gemma2_softcaps_alternating_window", {"layer_types": ["chunked_attention"] * 4},
+                                 "layer_types"),
+    "gemma3_yarn_full_rope": ("gemma3_text_local_global", {"rope_parameters": {
+        "full_attention": {"rope_type": "yarn", "rope_theta": 1e6, "factor": 2.0},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}, "rope_parameters.full_attention.rope_type"),
+    "gemma3_scaled_local_rope": ("gemma3_text_local_global", {"rope_parameters": {
+        "full_attention": {"rope_type": "default", "rope_theta": 1e6},
+        "sliding_attention": {"rope_type": "linear", "rope_theta": 1e4, "factor": 2.0}}},
+        "rope_parameters.sliding_attention.rope_type"),
+    "gemma3_one_rope_for_all_layers": ("gemma3_text_local_global", {"rope_parameters": {
+        "rope_type": "default", "rope_theta": 1e4}}, "rope_parameters"),
+    "olmo2_gelu": ("olmo2", {"hidden_act": "gelu"}, "hidden_act"),
 }
 
 
@@ -235,3 +279,74 @@ def test_longrope_attention_factor_from_factor_is_transformers_one():
     legacy = hf_dict("phi3_longrope", rope_parameters=None, rope_scaling={"type": "su", **{
         k: v for k, v in params.items() if k != "rope_type"}})
     assert cfg_from_hf_config(legacy) == cfg  # "su" is longrope, as Phi3Config maps it
+
+
+# (case, the feature switched off): each Gemma/OLMo 2 feature alone moves the logits far past the tolerance
+FEATURES = [
+    ("gemma2_softcaps_alternating_window", {"attn_logit_softcap": None}),
+    ("gemma2_softcaps_alternating_window", {"final_logit_softcap": None}),
+    ("gemma2_softcaps_alternating_window", {"query_pre_attn_scalar": None}),
+    ("gemma2_softcaps_alternating_window", {"sliding_window": None, "sliding_window_layers": None}),
+    ("gemma2_softcaps_alternating_window", {"decoder_norm_placement": "pre"}),  # no post norms
+    ("gemma2_softcaps_alternating_window", {"norm": "rmsnorm"}),  # w instead of 1 + w
+    ("gemma2_softcaps_alternating_window", {"embed_scale_in_weight_dtype": False, "no_scale_embedding": True}),
+    ("gemma3_text_local_global", {"qk_norm": "none"}),
+    ("gemma3_text_local_global", {"sliding_window": None, "sliding_window_layers": None, "rope_local_theta": None}),
+    ("gemma3_text_linear_rope_untied", {"rope_local_theta": None}),
+    ("olmo2", {"decoder_norm_placement": "pre"}),  # the same weights on the sublayers' inputs
+    ("olmo2", {"decoder_norm_placement": "post"}),
+]
+
+
+@pytest.mark.parametrize("case,off", FEATURES, ids=[f"{c}-{'-'.join(o)}" for c, o in FEATURES])
+def test_each_gemma_and_olmo2_feature_matters(case, off):
+    cfg = CASES[case][0]
+    ours = converted(random_hf_model(cfg))
+    without = TransformerLanguageModel(dataclasses.replace(cfg, **off)).eval()
+    sd = ours.state_dict()
+    # a norm that moved from a sublayer's output to its input keeps its weights
+    without.load_state_dict({k: sd[k] if k in sd else sd[k.replace("_norm.", "_post_norm.")]
+                             for k in without.state_dict()})
+    tokens = torch.randint(0, VOCAB, (2, T), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (without(tokens) - ours(tokens)).abs().max() > 100 * TOL, f"{off} does not change the logits"
+
+
+@pytest.mark.parametrize("changes", [{"attn_logit_softcap": 5.0}, {"final_logit_softcap": 5.0},
+                                     {"query_pre_attn_scalar": 32}, {"rope_scaling": "linear"},
+                                     {"no_scale_embedding": False, "embed_scale_in_weight_dtype": True},
+                                     {"sliding_window": 8, "rope_local_theta": 1e4},
+                                     {"decoder_normalize_before": False, "decoder_norm_placement": "sandwich"},
+                                     {"decoder_normalize_before": False, "decoder_norm_placement": "output"},
+                                     {"norm": "rmsnorm_fp32"}, {"norm": "rmsnorm_unit_offset"},
+                                     {"activation_fn": "geglu_tanh"}])
+def test_a_llama_config_with_one_gemma_or_olmo2_feature_has_no_hf_equivalent(changes):
+    with pytest.raises(BigseqError, match="no HF equivalent"):
+        hf_config_from_cfg(dataclasses.replace(BASE, **changes))
+
+
+@pytest.mark.parametrize("case,changes", [
+    ("gemma2_softcaps_alternating_window", {"qk_norm": "full"}),
+    ("gemma2_softcaps_alternating_window", {"mlp_bias": True}),
+    ("gemma2_softcaps_alternating_window", {"query_pre_attn_scalar": 32.5}),
+    ("gemma3_text_local_global", {"rope_scaling": "llama3"}),
+    ("gemma3_text_linear_rope_untied", {"rope_local_theta": None}),  # 4.x's keys cannot scale the local layers
+    ("olmo2", {"sliding_window": 8}),
+    ("olmo2", {"qk_norm": "head"}),
+    ("gemma2_softcaps_alternating_window", {"rope_partial_factor": 0.5}),  # Phi-3's features on other types
+    ("olmo2", {"rope_partial_factor": 0.5}),
+])
+def test_gemma_and_olmo2_configs_no_hf_model_type_computes_are_refused_on_export(case, changes):
+    with pytest.raises(BigseqError, match="no HF equivalent") as e:
+        hf_config_from_cfg(dataclasses.replace(CASES[case][0], **changes))
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("case,pattern", [("gemma2_softcaps_alternating_window", {}),
+                                          ("gemma3_text_local_global", {"sliding_window_pattern": 6}),
+                                          ("gemma3_text_local_global", {})])
+def test_gemma_files_of_transformers_4_without_layer_types_or_rope_parameters_import_the_same(case, pattern):
+    """4.x wrote no layer_types (the pattern, or Gemma 2's alternation, says which layers slide) and Gemma 3's
+    RoPE as rope_theta + rope_local_base_freq + rope_scaling."""
+    old = {k: v for k, v in hf_dict(case, **pattern).items() if k not in ("layer_types", "rope_parameters")}
+    assert cfg_from_hf_config(old) == CASES[case][0]

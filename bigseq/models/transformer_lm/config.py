@@ -4,9 +4,10 @@ Field names follow fairseq's transformer_lm where fairseq has one, so a fairseq
 command line carries over; the defaults are fairseq's `transformer_lm`
 architecture (post-norm, sinusoidal positions, ReLU, scaled embeddings).
 Llama-style fields (RoPE, RMSNorm, SwiGLU, grouped-query attention) are bigseq's, and so are
-the later families' (head size, separate biases, q/k norm, llama3 and longrope RoPE, partial rotary,
-sliding window;
-checked in config_checks.py); each defaults to off, the GPT-2/Llama 2 computation.
+the later families' (head size, separate biases, q/k norm, llama3, longrope and linear RoPE, partial rotary,
+sliding window; Gemma 2/3's and OLMo 2's norm kinds and placements, soft-capping, softmax scale, rounded
+embedding scale, GeGLU-tanh, per-layer-type RoPE theta; checked in config_checks.py); each defaults to off,
+the GPT-2/Llama 2 computation.
 Fields declared ``runtime(...)`` may change when a run resumes; the rest is the architecture.
 """
 
@@ -19,7 +20,7 @@ from bigseq.config.fields import runtime
 from bigseq.models.transformer_lm.config_checks import check_config
 
 ActivationName = Literal["relu", "gelu", "gelu_new", "gelu_accurate", "gelu_fast", "silu", "swish", "tanh",
-                         "linear", "swiglu", "geglu"]
+                         "linear", "swiglu", "geglu", "geglu_tanh"]
 
 
 @dataclass(kw_only=True)
@@ -45,7 +46,8 @@ class TransformerLMConfig:
     activation_dropout: float = runtime(0.0)
     """Dropout after the feed-forward activation (training only)."""
     activation_fn: ActivationName = "relu"
-    """Feed-forward activation; swiglu/geglu use a gated block (gate, up, down projections)."""
+    """Feed-forward activation; swiglu/geglu/geglu_tanh use a gated block (gate, up, down projections);
+    geglu_tanh gates with the tanh-approximate gelu (Gemma's gelu_pytorch_tanh)."""
     decoder_learned_pos: bool = False
     """Use learned positional embeddings (fairseq flag; same as --positions learned)."""
     no_token_positional_embeddings: bool = False
@@ -55,11 +57,12 @@ class TransformerLMConfig:
     --no-token-positional-embeddings)."""
     rope_theta: float = 10000.0
     """RoPE base frequency (with --positions rope)."""
-    rope_scaling: Literal["none", "llama3", "longrope"] = "none"
+    rope_scaling: Literal["none", "llama3", "longrope", "linear"] = "none"
     """RoPE frequency scaling: llama3 = Llama 3.1's static rescaling (the four --rope-* fields below);
-    longrope = Phi-3's per-frequency divisors (--rope-short-factor / --rope-long-factor)."""
+    longrope = Phi-3's per-frequency divisors (--rope-short-factor / --rope-long-factor); linear = every
+    frequency divided by --rope-scaling-factor (Gemma 3's global layers)."""
     rope_scaling_factor: float = 8.0
-    """llama3 scaling: the context extension factor (low frequencies turn this much slower)."""
+    """llama3 and linear scaling: the context extension factor (low frequencies turn this much slower)."""
     rope_low_freq_factor: float = 1.0
     """llama3 scaling: wavelengths above --rope-original-max-positions / this are divided by the factor."""
     rope_high_freq_factor: float = 4.0
@@ -79,24 +82,42 @@ class TransformerLMConfig:
     rope_partial_factor: float = 1.0
     """RoPE rotates only the first int(head size * this) dims of each head, the rest pass through (Phi-3's
     partial_rotary_factor; Phi-4-mini 0.75)."""
+    rope_local_theta: Optional[float] = None
+    """RoPE base frequency of the --sliding-window layers, without --rope-scaling (Gemma 3's local layers);
+    None: they use the other layers' RoPE."""
     sliding_window: Optional[int] = None
     """Each query attends to itself and the sliding_window - 1 keys before it (None: to every key)."""
     sliding_window_layers: Optional[list[int]] = None
     """Indices of the layers that use --sliding-window (None: every layer); the others see every key."""
     decoder_normalize_before: bool = False
     """Pre-norm layers (GPT-2, Llama); False: post-norm (fairseq's default)."""
+    decoder_norm_placement: Optional[Literal["pre", "post", "sandwich", "output"]] = None
+    """Where each sublayer's norm sits: pre x + f(norm(x)), post norm(x + f(x)), sandwich
+    x + post_norm(f(norm(x))) (Gemma), output x + post_norm(f(x)) (OLMo 2); None: pre with
+    --decoder-normalize-before, else post."""
     no_decoder_final_norm: bool = False
-    """Skip the final norm after the last layer (only applied with --decoder-normalize-before)."""
-    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
-    """Normalization layer type."""
+    """Skip the final norm after the last layer (there is one unless the layers are post-norm)."""
+    norm: Literal["layernorm", "rmsnorm", "rmsnorm_fp32", "rmsnorm_unit_offset"] = "layernorm"
+    """Normalization layer type: rmsnorm scales in the input dtype (Llama), rmsnorm_fp32 in fp32 (OLMo 2),
+    rmsnorm_unit_offset by (1 + weight) in fp32 with the weight initialized to 0 (Gemma)."""
     norm_eps: float = 1e-5
     """Epsilon of the norm layers."""
     qk_norm: Literal["none", "head", "full"] = "none"
-    """RMSNorm on queries and keys before RoPE: head = over each head (Qwen3), full = over all heads (OLMo 2)."""
+    """RMSNorm on queries and keys before RoPE: head = over each head (Qwen3), full = over all heads (OLMo 2);
+    the --norm kind of RMSNorm (plain rmsnorm with layernorm)."""
+    query_pre_attn_scalar: Optional[float] = None
+    """The attention softmax scale is this ** -0.5 (Gemma); None: head size ** -0.5."""
+    attn_logit_softcap: Optional[float] = None
+    """Soft-cap the scaled attention scores to tanh(s / cap) * cap before the mask (Gemma 2); torch attention."""
+    final_logit_softcap: Optional[float] = None
+    """Soft-cap the output logits to tanh(z / cap) * cap (Gemma 2); not with --fused-linear-ce."""
     layernorm_embedding: bool = False
     """Add a norm layer after the embeddings."""
     no_scale_embedding: bool = False
     """Do not multiply token embeddings by sqrt(--decoder-embed-dim) (fairseq scales by default)."""
+    embed_scale_in_weight_dtype: bool = False
+    """Round the sqrt(--decoder-embed-dim) embedding scale to the embedding weight's dtype before
+    multiplying (Gemma); default: multiply by the exact float (fairseq)."""
     bias: bool = True
     """Biases in the attention and feed-forward projections and the LayerNorms."""
     attention_qkv_bias: Optional[bool] = None
@@ -152,6 +173,13 @@ class TransformerLMConfig:
     def uses_mlp_bias(self) -> bool:
         return self.bias if self.mlp_bias is None else self.mlp_bias
 
+    @property
+    def norm_placement(self) -> str:
+        """The norm placement in effect: pre | post | sandwich | output."""
+        if self.decoder_norm_placement is not None:
+            return self.decoder_norm_placement
+        return "pre" if self.decoder_normalize_before else "post"
+
     def layer_window(self, index: int) -> int | None:
         """The sliding window of decoder layer ``index`` (None: it attends to every key)."""
         if self.sliding_window_layers is not None and index not in self.sliding_window_layers:
@@ -160,4 +188,4 @@ class TransformerLMConfig:
 
     @property
     def has_final_norm(self) -> bool:
-        return self.decoder_normalize_before and not self.no_decoder_final_norm
+        return self.norm_placement != "post" and not self.no_decoder_final_norm

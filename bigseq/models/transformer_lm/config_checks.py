@@ -36,6 +36,7 @@ def check_config(cfg: TransformerLMConfig) -> None:
     _check_positions(cfg)
     _check_rope_scaling(cfg)
     _check_sliding_window(cfg)
+    _check_gemma_olmo_fields(cfg)
     if cfg.norm_eps <= 0 or cfg.init_std <= 0:
         raise BigseqError("--norm-eps and --init-std must be > 0")
     if cfg.vocab_size is not None and cfg.vocab_size < 1:
@@ -73,6 +74,8 @@ def _check_rope_scaling(cfg: TransformerLMConfig) -> None:
         return
     if cfg.rope_scaling_factor <= 0 or cfg.rope_original_max_positions < 1:
         raise BigseqError("--rope-scaling-factor and --rope-original-max-positions must be > 0")
+    if cfg.rope_scaling == "linear":
+        return
     if not 0 < cfg.rope_low_freq_factor < cfg.rope_high_freq_factor:
         raise BigseqError(f"--rope-low-freq-factor {cfg.rope_low_freq_factor} must be > 0 and below "
                           f"--rope-high-freq-factor {cfg.rope_high_freq_factor}")
@@ -116,3 +119,21 @@ def _check_sliding_window(cfg: TransformerLMConfig) -> None:
                                0 <= layers[0] <= layers[-1] < cfg.decoder_layers):
         raise BigseqError(f"--sliding-window-layers {list(layers)}: give increasing layer indices "
                           f"in [0, {cfg.decoder_layers})")
+
+
+def _check_gemma_olmo_fields(cfg: TransformerLMConfig) -> None:
+    placement = cfg.decoder_norm_placement
+    if placement is not None and cfg.decoder_normalize_before and placement != "pre":
+        raise BigseqError(f"--decoder-normalize-before contradicts --decoder-norm-placement {placement}; drop one")
+    for name in ("query_pre_attn_scalar", "attn_logit_softcap", "final_logit_softcap", "rope_local_theta"):
+        value = getattr(cfg, name)
+        if value is not None and not value > 0:
+            raise BigseqError(f"--{name.replace('_', '-')} must be > 0 (or unset), got {value}")
+    if cfg.attn_logit_softcap is not None and cfg.attention_impl in ("triton", "cuda"):
+        raise BigseqError(f"--attn-logit-softcap runs on the torch attention only; use --attention-impl auto or "
+                          f"torch instead of {cfg.attention_impl}")
+    if cfg.embed_scale_in_weight_dtype and cfg.no_scale_embedding:
+        raise BigseqError("--embed-scale-in-weight-dtype contradicts --no-scale-embedding; drop one")
+    if cfg.rope_local_theta is not None and (cfg.position_kind != "rope" or cfg.sliding_window is None):
+        raise BigseqError("--rope-local-theta needs --positions rope and --sliding-window (it is the RoPE base "
+                          "of the sliding-window layers)")

@@ -4,7 +4,9 @@ The four parts are separate submodules built from the config alone
 (``TransformerLMEmbedding(cfg)``, ``build_decoder_layer(cfg, i)``,
 ``build_final_norm(cfg)`` in parts.py, the tied or untied output matrix), so a
 pipeline split reuses them unchanged. RoPE's cos/sin are computed once per
-forward and handed to every layer. Parameter names (``embed.tokens.weight``,
+forward for each distinct RoPE among the layers (Gemma 3's sliding layers have
+their own theta) and handed to each layer as its own; logits may be soft-capped
+(Gemma 2), wherever they are made (``output_layer``, hence generation). Parameter names (``embed.tokens.weight``,
 ``layers.3.attn.q_proj.weight``, ``final_norm.weight``,
 ``output_projection.weight``) are what the init and the HF key map key on.
 Legend: B batch, T time, D model dim, V vocabulary.
@@ -16,7 +18,6 @@ import dataclasses
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from bigseq.errors import BigseqError
@@ -27,7 +28,8 @@ from bigseq.models.transformer_lm.parts import (
     build_decoder_layer,
     build_final_norm,
     init_rules,
-    rope_config,
+    layer_rope_configs,
+    output_logits,
 )
 from bigseq.modules.init import construct_without_default_init, init_params_by_name
 from bigseq.modules.kv_cache import KVCache
@@ -51,8 +53,9 @@ class TransformerLanguageModel(BaseModel):
         self.pad_idx = pad_idx
         self.embed = TransformerLMEmbedding(cfg)
         self.layers = nn.ModuleList(build_decoder_layer(cfg, i) for i in range(cfg.decoder_layers))
-        rope = rope_config(cfg)  # no tensors: cos/sin are computed per forward
-        self.rotary = RotaryEmbedding(cfg.head_dim, rope) if rope is not None else None
+        # no tensors: cos/sin are computed per forward, once per distinct RoPE
+        self.layer_ropes = layer_rope_configs(cfg)
+        self.rotaries = {rope: RotaryEmbedding(cfg.head_dim, rope) for rope in self.layer_ropes if rope is not None}
         self.final_norm = build_final_norm(cfg)
         self.output_projection = (None if cfg.share_decoder_input_output_embed
                                   else nn.Linear(cfg.decoder_embed_dim, cfg.vocab_size, bias=False))
@@ -94,22 +97,24 @@ class TransformerLanguageModel(BaseModel):
             raise ValueError(f"positions: expected the shape of src_tokens {tuple(src_tokens.shape)}, "
                              f"got {tuple(positions.shape)}")
         x_BTD = self.embed(src_tokens, start_pos, positions)
-        rope = (self.rotary.cos_sin(src_tokens.shape[1], start_pos=start_pos, positions=positions,
-                                    device=x_BTD.device) if self.rotary is not None else None)
+        tables = {rope: rotary.cos_sin(src_tokens.shape[1], start_pos=start_pos, positions=positions,
+                                       device=x_BTD.device) for rope, rotary in self.rotaries.items()}
+        ropes = [tables.get(rope) for rope in self.layer_ropes]  # each layer's own
         recompute = self.cfg.checkpoint_activations and self.training and kv_cache is None and torch.is_grad_enabled()
         if recompute:
             step = max(1, self.cfg.checkpoint_interval)
             for lo in range(0, len(self.layers), step):
-                x_BTD = checkpoint(self._run_layers, x_BTD, lo, lo + step, rope, start_pos, use_reentrant=False)
+                x_BTD = checkpoint(self._run_layers, x_BTD, lo, lo + step, ropes, start_pos, use_reentrant=False)
             return self.final_norm(x_BTD)
         for i, layer in enumerate(self.layers):
-            x_BTD = layer(x_BTD, rope=rope, start_pos=start_pos, kv_cache=kv_cache.layer(i) if kv_cache else None)
+            x_BTD = layer(x_BTD, rope=ropes[i], start_pos=start_pos,
+                          kv_cache=kv_cache.layer(i) if kv_cache else None)
         return self.final_norm(x_BTD)
 
-    def _run_layers(self, x_BTD: torch.Tensor, lo: int, hi: int, rope, start_pos: int) -> torch.Tensor:
+    def _run_layers(self, x_BTD: torch.Tensor, lo: int, hi: int, ropes, start_pos: int) -> torch.Tensor:
         """Layers lo..hi-1: one recomputed segment of activation checkpointing."""
-        for layer in self.layers[lo:hi]:
-            x_BTD = layer(x_BTD, rope=rope, start_pos=start_pos)
+        for i in range(lo, min(hi, len(self.layers))):
+            x_BTD = self.layers[i](x_BTD, rope=ropes[i], start_pos=start_pos)
         return x_BTD
 
     @property
@@ -119,8 +124,14 @@ class TransformerLanguageModel(BaseModel):
             return self.embed.tokens.weight
         return self.output_projection.weight
 
+    @property
+    def output_logit_softcap(self) -> float | None:
+        """The cap of tanh(z / cap) * cap on the logits (None: raw logits); a fused LM-head loss must
+        apply it or refuse the model."""
+        return self.cfg.final_logit_softcap
+
     def output_layer(self, hidden_BTD: torch.Tensor) -> torch.Tensor:
-        return F.linear(hidden_BTD, self.output_weight)
+        return output_logits(hidden_BTD, self.output_weight, self.cfg.final_logit_softcap)
 
     # decoding ---------------------------------------------------------------
     def make_kv_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None,

@@ -8,7 +8,9 @@ embeddings are one module (key 'embed') used by the first and the last layer.
 Between stages travel the hidden states, or (hidden states, positions (B, T))
 when the first stage is given (tokens, positions); the last decoder layer drops
 the positions. Only hidden states cross a stage boundary, so each decoder layer
-computes RoPE's cos/sin itself (from the positions, or from T).
+computes RoPE's cos/sin itself (from the positions, or from T) with its own RoPE
+(``rope_config(cfg, i)``: Gemma 3's sliding layers have their own theta). The head
+stage soft-caps the logits as the plain model's output_layer does (``output_logits``).
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ from functools import partial
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from bigseq.models.pipeline_layers import PipelineLayer
 from bigseq.models.transformer_lm.config import TransformerLMConfig
-from bigseq.models.transformer_lm.parts import TransformerLMEmbedding, build_decoder_layer, build_final_norm, init_rules
+from bigseq.models.transformer_lm.parts import (
+    TransformerLMEmbedding,
+    build_decoder_layer,
+    build_final_norm,
+    init_rules,
+    output_logits,
+)
 from bigseq.modules.transformer_layer import TransformerDecoderLayer
 
 TIE_KEY = "embed"
@@ -56,13 +63,25 @@ def _pipeline_decoder_layer(cfg: TransformerLMConfig, index: int) -> PipelineDec
     return layer
 
 
-def tied_output_logits(embedding: TransformerLMEmbedding, hidden_BTD: torch.Tensor) -> torch.Tensor:
+def tied_output_logits(embedding: TransformerLMEmbedding, hidden_BTD: torch.Tensor,
+                       softcap: float | None = None) -> torch.Tensor:
     """(B, T, D) -> (B, T, V) with the input token embedding as the output matrix."""
-    return F.linear(hidden_BTD, embedding.tokens.weight)
+    return output_logits(hidden_BTD, embedding.tokens.weight, softcap)
+
+
+class OutputProjection(nn.Linear):
+    """The untied head: hidden -> logits, soft-capped when ``softcap`` is set."""
+
+    def __init__(self, dim: int, vocab_size: int, softcap: float | None = None):
+        super().__init__(dim, vocab_size, bias=False)
+        self.softcap = softcap
+
+    def forward(self, hidden_BTD: torch.Tensor) -> torch.Tensor:
+        return output_logits(hidden_BTD, self.weight, self.softcap)
 
 
 def _output_projection(cfg: TransformerLMConfig) -> nn.Linear:
-    return nn.Linear(cfg.decoder_embed_dim, cfg.vocab_size, bias=False)
+    return OutputProjection(cfg.decoder_embed_dim, cfg.vocab_size, cfg.final_logit_softcap)
 
 
 def pipeline_layers(cfg: TransformerLMConfig) -> list[PipelineLayer]:
@@ -82,7 +101,8 @@ def pipeline_layers(cfg: TransformerLMConfig) -> list[PipelineLayer]:
         layers.append(PipelineLayer(norm_cls, partial(build_final_norm, cfg), "final_norm.", rules))
     if tied:
         layers.append(PipelineLayer(TransformerLMEmbedding, embed, "embed.", rules, tie_key=TIE_KEY,
-                                    tied_forward=tied_output_logits, tied_weight="tokens.weight"))
+                                    tied_forward=partial(tied_output_logits, softcap=cfg.final_logit_softcap),
+                                    tied_weight="tokens.weight"))
     else:
         layers.append(PipelineLayer(nn.Linear, partial(_output_projection, cfg), "output_projection.", rules))
     return layers

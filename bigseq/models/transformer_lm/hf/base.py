@@ -156,6 +156,15 @@ class HFAdapter:
         return out
 
 
+def plain_layers(cfg: TransformerLMConfig) -> bool:
+    """Pre-norm layers without the Gemma/OLMo 2 features (other norm placements, soft-capping, a softmax
+    scale of its own, a rounded embedding scale, a local RoPE theta, linear RoPE scaling): the layers the
+    GPT-2 and Llama-derived model types compute."""
+    return (cfg.norm_placement == "pre" and cfg.attn_logit_softcap is None and cfg.final_logit_softcap is None
+            and cfg.query_pre_attn_scalar is None and not cfg.embed_scale_in_weight_dtype
+            and cfg.rope_local_theta is None and cfg.rope_scaling != "linear")
+
+
 def take(sd: dict[str, torch.Tensor], key: str, where: str) -> torch.Tensor:
     if key not in sd:
         raise BigseqError(f"{where} has no '{key}'; the checkpoint does not match this config "

@@ -6,7 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from bigseq.models.transformer_lm.config import TransformerLMConfig
-from bigseq.models.transformer_lm.hf.base import TRANSPOSE, HFAdapter, Mapping, fuse_rows, group, one, refuse
+from bigseq.models.transformer_lm.hf.base import (
+    TRANSPOSE,
+    HFAdapter,
+    Mapping,
+    fuse_rows,
+    group,
+    one,
+    plain_layers,
+    refuse,
+)
 
 # our activation -> GPT2Config.activation_function (fairseq's gelu_accurate/gelu_fast are GPT-2's gelu_new)
 _ACT = {"gelu_new": "gelu_new", "gelu_accurate": "gelu_new", "gelu_fast": "gelu_new", "gelu": "gelu",
@@ -21,7 +30,8 @@ class GPT2Adapter(HFAdapter):
     def represents(self, cfg: TransformerLMConfig) -> bool:
         return (cfg.decoder_normalize_before and cfg.has_final_norm and not cfg.layernorm_embedding
                 and cfg.no_scale_embedding and cfg.position_kind == "learned" and cfg.norm == "layernorm"
-                and cfg.bias and cfg.kv_heads == cfg.decoder_attention_heads and cfg.activation_fn in _ACT)
+                and cfg.bias and cfg.kv_heads == cfg.decoder_attention_heads and cfg.activation_fn in _ACT
+                and plain_layers(cfg))
 
     def cfg_from_hf(self, c: dict[str, Any]) -> TransformerLMConfig:
         d = c["n_embd"]

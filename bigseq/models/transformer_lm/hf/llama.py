@@ -4,6 +4,8 @@ RoPE, a head size of its own (``head_dim``), one bias switch for q/k/v/o and one
 HF Llama checkpoints keep q/k in the rotate_half RoPE layout, the one bigseq uses: no permutation.
 Mistral, Qwen2 and Qwen3 are Llama with a few deltas; their adapters subclass this one and override
 the hooks (biases, head size, sliding window, q/k norm, extra config keys).
+Gemma 2/3 and OLMo 2 reuse its projections (gemma2.py, olmo2.py); ``llama_style`` leaves out their
+features (``base.plain_layers``), so a config with any of them never exports as a Llama type.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from bigseq.models.transformer_lm.config import TransformerLMConfig
-from bigseq.models.transformer_lm.hf.base import HFAdapter, Mapping, one, refuse
+from bigseq.models.transformer_lm.hf.base import HFAdapter, Mapping, one, plain_layers, refuse
 from bigseq.models.transformer_lm.hf.rope import rope_fields, rope_parameters, with_legacy_rope_keys
 
 # (ours, theirs, which bias switch): q/k/v, the attention output, the MLP
@@ -23,7 +25,7 @@ _PROJECTIONS = [("attn.q_proj", "self_attn.q_proj", "qkv"), ("attn.k_proj", "sel
 
 def llama_layers(cfg: TransformerLMConfig) -> bool:
     """The layer structure every Llama-derived model type shares (Phi-3's too)."""
-    return (cfg.decoder_normalize_before and cfg.has_final_norm and not cfg.layernorm_embedding
+    return (cfg.decoder_normalize_before and plain_layers(cfg) and cfg.has_final_norm and not cfg.layernorm_embedding
             and cfg.no_scale_embedding and cfg.position_kind == "rope" and cfg.norm == "rmsnorm"
             and cfg.activation_fn == "swiglu")
 
