@@ -12,7 +12,9 @@ COMMANDS = {
     "train": ("bigseq.cli.train", "Train a model inside a DeepSpeed engine"),
     "validate": ("bigseq.cli.validate", "Loss and perplexity of a checkpoint on a split"),
     "eval-lm": ("bigseq.cli.eval_lm", "Evaluate a language model checkpoint (loss in nats, perplexity)"),
-    "generate": ("bigseq.cli.generate", "Sample or greedy-decode from a language model checkpoint"),
+    "generate": ("bigseq.cli.generate", "Translate a test split with beam search (BLEU), or continue LM prompts"),
+    "interactive": ("bigseq.cli.interactive", "Translate lines of text typed or piped in, in input order"),
+    "score": ("bigseq.cli.score", "BLEU of a hypothesis file against a reference file (sacrebleu)"),
     "convert": ("bigseq.cli.convert", "Universal (any world size), safetensors and HF conversions of checkpoints"),
     "estimate-memory": ("bigseq.cli.estimate_memory", "Per-device memory of a run by ZeRO stage, and which stages fit"),
 }
