@@ -14,6 +14,7 @@ COMMANDS = {
     "eval-lm": ("bigseq.cli.eval_lm", "Evaluate a language model checkpoint (loss in nats, perplexity)"),
     "generate": ("bigseq.cli.generate", "Sample or greedy-decode from a language model checkpoint"),
     "convert": ("bigseq.cli.convert", "Universal (any world size), safetensors and HF conversions of checkpoints"),
+    "average-checkpoints": ("bigseq.cli.average_checkpoints", "Average the weights of several checkpoints of a run"),
     "estimate-memory": ("bigseq.cli.estimate_memory", "Per-device memory of a run by ZeRO stage, and which stages fit"),
 }
 
