@@ -14,7 +14,7 @@ import torch.nn as nn
 
 import bigseq.models  # noqa: F401  (registers the families)
 from bigseq.config.flags import build_config
-from bigseq.config.train_config import parse_train_config
+from bigseq.config.train_config import parse_train_config, train_config_from_dict, train_config_to_dict
 from bigseq.errors import BigseqError
 from bigseq.models.family import get_family
 from bigseq.models.transformer import architectures as archs
@@ -108,6 +108,7 @@ def test_flags_are_fairseqs_and_the_decoder_follows_the_encoder_where_fairseq_do
     m = cfg.model
     assert (m.decoder_dim, m.decoder_ffn_dim, m.decoder.layers, m.encoder.layers) == (32, 40, 3, 2)
     assert m.share_all_embeddings and m.decoder.normalize_before and m.activation_dropout == 0.2
+    assert train_config_from_dict(train_config_to_dict(cfg)).model == m  # a checkpoint's saved config
     # iwslt names its decoder sizes: an encoder flag leaves them (fairseq's transformer_iwslt_de_en)
     iwslt = build_config(TransformerConfig, archs.transformer_iwslt_de_en(), {"encoder_embed_dim": 256})
     assert (iwslt.encoder.embed_dim, iwslt.decoder_dim) == (256, 512)
@@ -212,11 +213,19 @@ def test_decoding_past_the_learned_table_is_one_line():
         model.encode(torch.full((1, 13), 5))
 
 
-def test_fused_loss_inputs_give_the_forwards_logits():
+def test_the_label_smoothed_loss_is_the_same_fused_or_not():
+    from bigseq.criterions.label_smoothed_cross_entropy import (
+        LabelSmoothedCrossEntropyConfig,
+        LabelSmoothedCrossEntropyCriterion,
+    )
     model = build(tiny(share_decoder_input_output_embed=True))
-    src = pad_batch(SOURCES, left=True)
-    hidden = model.forward_hidden(src, src.ne(PAD).sum(1), PREV)
-    torch.testing.assert_close(hidden @ model.output_weight.T, logits(model, src))
+    src, target = pad_batch(SOURCES, left=True), torch.cat([PREV[:, 1:], torch.full((3, 1), EOS)], dim=1)
+    target[1, 2:] = PAD
+    sample = SimpleNamespace(net_input=dict(src_tokens=src, src_lengths=src.ne(PAD).sum(1), prev_output_tokens=PREV),
+                             targets=target, ntokens=int(target.ne(PAD).sum()), nsentences=3)
+    losses = [LabelSmoothedCrossEntropyCriterion(LabelSmoothedCrossEntropyConfig(
+        label_smoothing=0.1, fused_linear_ce=fused, loss_impl="torch"), TASK)(model, sample)[0] for fused in (0, 1)]
+    torch.testing.assert_close(losses[0], losses[1])
     assert model.max_positions == (1024, 1024)
 
 
