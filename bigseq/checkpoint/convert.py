@@ -59,7 +59,7 @@ class _Weights:
 
 
 @contextlib.contextmanager
-def _open_weights(path: str, data: str | None) -> Iterator[_Weights]:
+def open_weights(path: str, data: str | None) -> Iterator[_Weights]:
     """A consolidated folder (read tensor by tensor) or a training checkpoint (loaded and consolidated)."""
     if os.path.isdir(path) and is_consolidated(path):
         info, cfg = read_info(path)
@@ -116,7 +116,7 @@ def to_safetensors(path: str, out_dir: str, *, data: str | None = None, dtype: s
                    max_shard_size: str = DEFAULT_SHARD_SIZE) -> str:
     """A training checkpoint (any ZeRO stage, pipeline too) or a consolidated folder -> a consolidated folder."""
     cast, shard_bytes, staging = parse_dtype(dtype), parse_size(max_shard_size), Staging(out_dir)
-    with _open_weights(path, data) as w, staging as tmp:
+    with open_weights(path, data) as w, staging as tmp:
         writer = ShardWriter(tmp, shard_bytes, cast, after_flush=w.tensors.release)
         for name in w.tensors.names():
             writer.add((name,), (w.tensors.get(name),))
@@ -131,7 +131,7 @@ def to_hf(path: str, out_dir: str, *, data: str | None = None, dtype: str = "aut
     """A training checkpoint or consolidated folder of a family with an HF adapter -> a transformers folder
     (config.json, weights, and the tokenizer / chat template / generation config files of its source)."""
     cast, shard_bytes, staging = parse_dtype(dtype), parse_size(max_shard_size), Staging(out_dir)
-    with _open_weights(path, data) as w:
+    with open_weights(path, data) as w:
         if w.family.hf_adapter is None:
             raise BigseqError(f"to-hf: the '{w.family.name}' family has no HuggingFace adapter; "
                               f"use `bigseq convert to-safetensors`")

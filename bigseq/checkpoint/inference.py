@@ -58,8 +58,12 @@ def plain_state_dict(save_dir: str, tag: str, meta: dict, task) -> dict[str, tor
 
 
 def load_for_inference(path: str, *, data: str | None = None, user_dir: str | None = None):
-    """-> (cfg, task, model in eval mode) from a save dir or one of its tag folders."""
+    """-> (cfg, task, model in eval mode, meta) from a save dir, one of its tag folders, or a consolidated folder
+    made from a training checkpoint (to-safetensors, average-checkpoints)."""
     load_components(user_dir)
+    from bigseq.checkpoint.consolidated import is_consolidated
+    if os.path.isdir(path) and is_consolidated(path):
+        return _load_consolidated(path, data)
     save_dir, tag = files.resolve_checkpoint(path)
     meta = files.read_meta(os.path.join(save_dir, tag))
     saved = dict(meta["cfg"])
@@ -78,3 +82,23 @@ def load_for_inference(path: str, *, data: str | None = None, user_dir: str | No
                           f"unexpected {unexpected[:3]}); it was saved by another version of the model code")
     model.eval()
     return cfg, task, model, meta
+
+
+def _load_consolidated(folder: str, data: str | None):
+    from bigseq.checkpoint.consolidated import load_consolidated
+    info, model_cfg, state = load_consolidated(folder)
+    if "train_config" not in info:
+        raise BigseqError(f"{folder} was converted from a HuggingFace model and records no task; start a run from "
+                          f"it with --finetune-from-model, or export it with `bigseq convert to-hf`")
+    saved = dict(info["train_config"])
+    if data is not None:
+        saved["task"] = {**saved["task"], "data": data}
+    cfg = train_config_from_dict(saved)
+    task = tasks.setup_task(cfg.names["task"], cfg.task)
+    if task.vocab_size > info["vocab_size"]:
+        raise BigseqError(f"the data in {cfg.task.data} has a vocabulary of {task.vocab_size} but {folder} "
+                          f"{info['vocab_size']}; pass --data with the data the model was trained on")
+    model = task.build_model(cfg.names["model"], model_cfg)
+    model.load_state_dict(state, strict=True)
+    meta = {"vocab_size": info["vocab_size"], "num_updates": info.get("num_updates"), "cfg": info["train_config"]}
+    return cfg, task, model.eval(), meta

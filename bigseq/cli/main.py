@@ -16,6 +16,7 @@ COMMANDS = {
     "interactive": ("bigseq.cli.interactive", "Translate lines of text typed or piped in, in input order"),
     "score": ("bigseq.cli.score", "BLEU of a hypothesis file against a reference file (sacrebleu)"),
     "convert": ("bigseq.cli.convert", "Universal (any world size), safetensors and HF conversions of checkpoints"),
+    "average-checkpoints": ("bigseq.cli.average_checkpoints", "Average the weights of several checkpoints of a run"),
     "estimate-memory": ("bigseq.cli.estimate_memory", "Per-device memory of a run by ZeRO stage, and which stages fit"),
 }
 

@@ -151,3 +151,20 @@ def _fill_shard(param: nn.Parameter, name: str, seed: int, rules: Sequence[InitR
     if count:
         values = init_slice(name, param.ds_numel, start, count, seed, rules)
         shard.narrow(0, 0, count).copy_(values.to(device=shard.device, dtype=shard.dtype))
+
+
+@torch.no_grad()
+def zero_row(param: nn.Parameter, row: int) -> None:
+    """Zero one row of a 2-D parameter (an embedding's padding row), whole or ZeRO-3 sharded: a sharded
+    rank zeroes the part of the row its slice holds (the layout of ``_fill_shard``)."""
+    if param.is_meta:
+        return
+    if not hasattr(param, "ds_tensor"):
+        param[row].zero_()
+        return
+    width = param.ds_shape[-1]
+    shard = param.ds_tensor
+    start = shard.ds_numel * torch.distributed.get_rank(group=param.ds_process_group)
+    lo, hi = max(row * width, start), min((row + 1) * width, start + shard.ds_numel, param.ds_numel)
+    if lo < hi:
+        shard.narrow(0, lo - start, hi - lo).zero_()
