@@ -15,7 +15,7 @@ from bigseq.generation.config import BeamSearchConfig
 from bigseq.generation.scoring import BleuStats, corpus_bleu, eval_bleu_statistics
 from bigseq.generation.text import SideText, post_process
 from bigseq.generation.token_bleu import TokenBleu
-from tests.generation.tiny_seq2seq import EOS, PAD, UNK, TinySeq2Seq, left_pad
+from tests.generation.tiny_seq2seq import EOS, PAD, UNK, left_pad, tiny_transformer
 
 
 def test_token_bleu_equals_a_hand_computation():
@@ -72,7 +72,7 @@ def test_side_text_strings_skip_specials_and_escape_unk():
 
 
 def test_eval_bleu_statistics_sum_to_the_corpus_bleu_of_all_batches():
-    model = TinySeq2Seq(vocab=12, seed=3, sharpness=3.0)
+    model = tiny_transformer(vocab=12, seed=3, sharpness=3.0)
     d = dictionary([f"w{i}" for i in range(8)])
     sources = [[4, 5, 6, EOS], [7, EOS], [5, 5, 8, 9, 4, EOS], [9, 10, EOS]]
     refs = [[5, 6, 7, EOS], [7, 8, EOS], [UNK, 9, EOS], [11, 10, 9, EOS]]
