@@ -28,9 +28,9 @@ def count_lines(path: str) -> int:
     return count + (last not in (b"", b"\n", b"\r"))
 
 
-def byte_ranges(path: str, chunk_bytes: int = CHUNK_BYTES) -> list[tuple[int, int]]:
-    """Consecutive (start, end) byte ranges of about ``chunk_bytes``, each starting a line."""
-    size = os.path.getsize(path)
+def byte_ranges(path: str, chunk_bytes: int | None = None) -> list[tuple[int, int]]:
+    """Consecutive (start, end) byte ranges of about ``chunk_bytes`` (default CHUNK_BYTES), each starting a line."""
+    size, chunk_bytes = os.path.getsize(path), chunk_bytes or CHUNK_BYTES
     ranges, start = [], 0
     with open(path, "rb") as f:
         while start < size:
