@@ -219,6 +219,8 @@ class TranslationTask(Task):
     def dataset(self, split: str, *, ignore_invalid_inputs: bool, quiet: bool = False) -> LanguagePairDataset:
         """``split`` as a LanguagePairDataset, pairs longer than the max positions dropped (if allowed)."""
         src, tgt = self.pairs[split] if split in self.pairs else self.load_dataset(split)
+        if len(src) == 0:
+            raise BigseqError(f"split '{split}' in {self.data_dir} has no sentence pairs; {_FIX.format(self.data_dir)}")
         c = self.cfg
         src_sizes = src.sizes.clip(max=c.max_source_positions) if c.truncate_source else src.sizes
         bad = oversized(src_sizes, tgt.sizes, c.max_source_positions, c.max_target_positions)

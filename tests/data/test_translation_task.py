@@ -91,6 +91,13 @@ def test_data_dir_errors(corpus, tmp_path):
         task(tmp_path)
     with pytest.raises(BigseqError, match="split 'test' of de-en not found .* splits there: train, valid"):
         task(corpus / "ws").get_batch_iterator("test", batch_size=2, max_tokens=None, seed=1, dp_rank=0, dp_size=1)
+    (tmp_path / "empty.de").write_text("")
+    (tmp_path / "empty.en").write_text("")
+    preprocess_main(["-s", "de", "-t", "en", "--srcdict", str(corpus / "ws" / "dict.de.txt"), "--tgtdict",
+                     str(corpus / "ws" / "dict.en.txt"), "--testpref", str(tmp_path / "empty"), "--destdir",
+                     str(tmp_path / "e")])
+    with pytest.raises(BigseqError, match="split 'test' in .* has no sentence pairs"):
+        task(tmp_path / "e").get_batch_iterator("test", batch_size=2, max_tokens=None, seed=1, dp_rank=0, dp_size=1)
     with pytest.raises(BigseqError, match="holds parallel text \\(de-en\\); train on it with --task translation"):
         setup_task("language_modeling", LanguageModelingConfig(data=str(corpus / "ws")))
     assert json.loads((corpus / "ws" / "metadata.json").read_text())["format"] == "bigseq-bitext"
