@@ -14,6 +14,10 @@ class LMDataset:
         self.blocks, self.pad_idx = blocks, pad_idx
         self.lengths = blocks.lengths - 1  # source = sample[:-1], target = sample[1:]
         self.target_lengths = self.lengths
+        self.sort_keys = None  # blocks are batched in shuffled order
+
+    def batch_width(self, ids: np.ndarray) -> int:
+        return int(self.lengths[ids].max())
 
     def __len__(self) -> int:
         return len(self.blocks)

@@ -67,6 +67,9 @@ class LanguageModelingTask(Task):
 
     def _load_bigseq_dir(self) -> None:
         meta = read_metadata(self.data_dir)
+        if meta.get("format") == "bigseq-bitext":
+            raise BigseqError(f"{self.data_dir} holds parallel text ({meta.get('source_lang')}-"
+                              f"{meta.get('target_lang')}); train on it with --task translation")
         try:
             self._vocab_size, self._pad, self._eos = int(meta["vocab_size"]), int(meta["pad_idx"]), int(meta["eos_idx"])
         except (KeyError, TypeError, ValueError):
