@@ -76,13 +76,29 @@ class BleuStats:
                                  ref_len=self.ref_len, smooth_method="exp").score
 
 
+def detokenizer(detok: str = "space", detok_args: dict | None = None):
+    """--eval-bleu-detok: space (the text as it is) or moses (sacremoses, {"target_lang": "de"})."""
+    if detok == "space":
+        return lambda text: text
+    if detok == "moses":
+        try:
+            from sacremoses import MosesDetokenizer
+        except ImportError:
+            raise BigseqError("--eval-bleu-detok moses needs sacremoses: pip install sacremoses") from None
+        moses = MosesDetokenizer(lang=(detok_args or {}).get("target_lang", "en"))
+        return lambda text: moses.detokenize(text.split())
+    raise BigseqError(f"--eval-bleu-detok {detok!r} is not supported here; use space or moses")
+
+
 def eval_bleu_statistics(model, batch, *, generation: dict, target_dictionary, target_tokenizer=None,
-                         remove_bpe: str | None = None, tokenized: bool = False,
-                         print_samples: bool = False) -> BleuStats:
+                         remove_bpe: str | None = None, tokenized: bool = False, print_samples: bool = False,
+                         detok: str = "space", detok_args: dict | None = None) -> BleuStats:
     """fairseq's ``_inference_with_bleu`` for one batch: beam search with ``generation`` (the
     --eval-bleu-args JSON, BeamSearchConfig's field names), the best hypothesis of each sentence
-    and its reference decoded to text (unk spelled so it never matches), sacrebleu's 13a
-    statistics (``tokenized``: tokenize="none", fairseq's --eval-tokenized-bleu)."""
+    and its reference decoded to text (unk spelled so it never matches, --eval-bleu-remove-bpe,
+    then the tokenizer or ``detok``), sacrebleu's 13a statistics (``tokenized``: tokenize="none",
+    fairseq's --eval-tokenized-bleu). The keywords after target_tokenizer are the translation
+    task's ``eval_bleu_settings()``."""
     from bigseq.generation.beam_search import BeamSearchGenerator
     from bigseq.generation.config import BeamSearchConfig
     from bigseq.generation.text import SideText
@@ -91,14 +107,14 @@ def eval_bleu_statistics(model, batch, *, generation: dict, target_dictionary, t
     except TypeError as e:
         raise BigseqError(f"--eval-bleu-args {generation}: {e}; use generation flag names like beam, "
                           "max_len_a, max_len_b, lenpen") from None
-    d = target_dictionary
+    d, detokenize = target_dictionary, detokenizer(detok, detok_args)
     generator = BeamSearchGenerator(model, cfg, eos_idx=d.eos_idx, pad_idx=d.pad_idx, unk_idx=d.unk_idx,
                                     vocab_size=len(d))
     keep = batch.ids >= 0  # a rank left without samples holds one filler row
     hyps_out = generator.generate(batch.src_tokens[keep], batch.src_lengths[keep])
     text = SideText(d, target_tokenizer, remove_bpe)
-    hyps = [text.detok(h[0].tokens, unk_string=UNK_IN_HYP) for h in hyps_out]
-    refs = [text.detok(t[t.ne(d.pad_idx)], unk_string=UNK_IN_REF) for t in batch.targets[keep]]
+    hyps = [detokenize(text.detok(h[0].tokens, unk_string=UNK_IN_HYP)) for h in hyps_out]
+    refs = [detokenize(text.detok(t[t.ne(d.pad_idx)], unk_string=UNK_IN_REF)) for t in batch.targets[keep]]
     if print_samples and hyps:
         print(f"example hypothesis: {hyps[0]}\nexample reference: {refs[0]}", flush=True)
     if not hyps:

@@ -46,16 +46,21 @@ class SideText:
         """unk as ``unk_string``, else ``<<unk>>`` when escaped (a reference's: it never matches a hypothesis)."""
         d = self.dictionary
         unk = unk_string if unk_string is not None else ("<<unk>>" if escape_unk else d.symbols[d.unk_idx])
-        words = [unk if i == d.unk_idx else d.symbols[i] for i in map(int, ids) if i not in self.skip]
+        words = [unk if i == d.unk_idx else d.symbols[i] for i in _ints(ids) if i not in self.skip]
         return post_process(" ".join(words), self.symbol)
 
     def detok(self, ids: Sequence[int], **unk) -> str:
         if self.tokenizer is None:
             return self.tokens(ids, **unk)
-        return self.tokenizer.decode([i for i in map(int, ids) if i not in self.skip])
+        return self.tokenizer.decode([i for i in _ints(ids) if i not in self.skip])
 
     def encode(self, line: str) -> list[int]:
         if self.tokenizer is not None:
             return list(self.tokenizer.encode(line)) + [self.dictionary.eos_idx]
         d = self.dictionary  # fairseq's encode_line: whitespace tokens, unknown ones as unk
         return [d.index(w) for w in line.split()] + [d.eos_idx]
+
+
+def _ints(ids) -> list[int]:
+    """A tensor (one device sync, not one per token) or a sequence of ids -> list of ints."""
+    return ids.tolist() if hasattr(ids, "tolist") else [int(i) for i in ids]

@@ -37,8 +37,9 @@ class TokenBleu:
 
     def add(self, ref: Sequence[int], hyp: Sequence[int]) -> None:
         """One pair of token id sequences (tensors or lists; eos and padding allowed)."""
-        ref = [-999 if t == self.unk else t for t in map(int, ref)]
-        self._add(_trim(ref, self.pad, self.eos), _trim(list(map(int, hyp)), self.pad, self.eos))
+        ref, hyp = (x.tolist() if hasattr(x, "tolist") else [int(t) for t in x] for x in (ref, hyp))
+        ref = [-999 if t == self.unk else t for t in ref]
+        self._add(_trim(ref, self.pad, self.eos), _trim(hyp, self.pad, self.eos))
 
     def add_words(self, ref: str, hyp: str) -> None:
         """One pair of strings, split on whitespace."""

@@ -71,7 +71,7 @@ def test_side_text_strings_skip_specials_and_escape_unk():
     assert text.encode("sat  ca@@ dog") == [6, 4, 3, 2]
 
 
-def test_eval_bleu_statistics_sum_to_the_corpus_bleu_of_all_batches():
+def test_eval_bleu_statistics_sum_to_the_corpus_bleu_of_all_batches(capsys):
     model = tiny_transformer(vocab=12, seed=3, sharpness=3.0)
     d = dictionary([f"w{i}" for i in range(8)])
     sources = [[4, 5, 6, EOS], [7, EOS], [5, 5, 8, 9, 4, EOS], [9, 10, EOS]]
@@ -84,8 +84,11 @@ def test_eval_bleu_statistics_sum_to_the_corpus_bleu_of_all_batches():
             self.targets = torch.stack([torch.tensor(refs[i] + [PAD] * (4 - len(refs[i]))) for i in rows])
 
     generation = {"beam": 3, "max_len_b": 5}
-    stats = [eval_bleu_statistics(model, Batch(rows), generation=generation, target_dictionary=d)
-             for rows in ([0, 1], [2, 3])]
+    # the keywords as the translation task's eval_bleu_settings() gives them
+    settings = {"generation": generation, "detok": "space", "detok_args": {}, "tokenized": False, "remove_bpe": None,
+                "print_samples": True}
+    stats = [eval_bleu_statistics(model, Batch(rows), target_dictionary=d, **settings) for rows in ([0, 1], [2, 3])]
+    assert capsys.readouterr().out.count("example reference: ") == 2
     total = BleuStats.from_logging_output({k: a + b for (k, a), b in zip(stats[0].logging_output().items(),
                                                                         stats[1].logging_output().values())})
     generator = BeamSearchGenerator(model, BeamSearchConfig(**generation), eos_idx=EOS, pad_idx=PAD, unk_idx=UNK)
@@ -100,6 +103,8 @@ def test_eval_bleu_statistics_sum_to_the_corpus_bleu_of_all_batches():
     assert total.sys_len > 0
     with pytest.raises(BigseqError, match="--eval-bleu-args"):
         eval_bleu_statistics(model, Batch([0]), generation={"beam_size": 2}, target_dictionary=d)
+    with pytest.raises(BigseqError, match="--eval-bleu-detok 'nltk' is not supported"):
+        eval_bleu_statistics(model, Batch([0]), generation=generation, target_dictionary=d, detok="nltk")
 
 
 def test_bigseq_score_prints_bleu_with_its_signature_and_refuses_mismatched_files(tmp_path, capsys):
