@@ -111,13 +111,13 @@ def eval_bleu_statistics(model, batch, *, generation: dict, target_dictionary, t
     generator = BeamSearchGenerator(model, cfg, eos_idx=d.eos_idx, pad_idx=d.pad_idx, unk_idx=d.unk_idx,
                                     vocab_size=len(d))
     keep = batch.ids >= 0  # a rank left without samples holds one filler row
+    if not bool(keep.any()):
+        return BleuStats()
     hyps_out = generator.generate(batch.src_tokens[keep], batch.src_lengths[keep])
     text = SideText(d, target_tokenizer, remove_bpe)
     hyps = [detokenize(text.detok(h[0].tokens, unk_string=UNK_IN_HYP)) for h in hyps_out]
     refs = [detokenize(text.detok(t[t.ne(d.pad_idx)], unk_string=UNK_IN_REF)) for t in batch.targets[keep]]
     if print_samples and hyps:
         print(f"example hypothesis: {hyps[0]}\nexample reference: {refs[0]}", flush=True)
-    if not hyps:
-        return BleuStats()
     score = _bleu_metric("none" if tokenized else "13a").corpus_score(hyps, [refs])
     return BleuStats(list(score.counts), list(score.totals), score.sys_len, score.ref_len)

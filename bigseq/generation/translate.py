@@ -87,7 +87,9 @@ def generate_split(task, model, batches, cfg: BeamSearchConfig, out, *, subset: 
     by_words = post_process is not None or tgt.tokenizer is not None
     best, sentences, tokens, start = {}, 0, 0, time.perf_counter()
     for batch in batches:
-        keep = batch.ids >= 0
+        keep = batch.ids >= 0  # a filler row (ids -1) is not a sentence
+        if not bool(keep.any()):
+            continue
         src_tokens, src_lengths = batch.src_tokens[keep].to(device), batch.src_lengths[keep].to(device)
         targets = batch.targets[keep] if batch.targets is not None else None
         prefix = targets[:, :cfg.prefix_size].to(device) if cfg.prefix_size > 0 and targets is not None else None

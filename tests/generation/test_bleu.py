@@ -89,6 +89,8 @@ def test_eval_bleu_statistics_sum_to_the_corpus_bleu_of_all_batches(capsys):
                 "print_samples": True}
     stats = [eval_bleu_statistics(model, Batch(rows), target_dictionary=d, **settings) for rows in ([0, 1], [2, 3])]
     assert capsys.readouterr().out.count("example reference: ") == 2
+    filler = eval_bleu_statistics(model, Batch([-1]), target_dictionary=d, **settings)  # ids -1: a rank's filler row
+    assert filler == BleuStats() and filler.bleu() == 0.0
     total = BleuStats.from_logging_output({k: a + b for (k, a), b in zip(stats[0].logging_output().items(),
                                                                         stats[1].logging_output().values())})
     generator = BeamSearchGenerator(model, BeamSearchConfig(**generation), eos_idx=EOS, pad_idx=PAD, unk_idx=UNK)
