@@ -67,15 +67,21 @@ class BeamSearchGenerator:
     @torch.no_grad()
     def generate(self, src_tokens: torch.Tensor, src_lengths: torch.Tensor, *,
                  prefix_tokens: torch.Tensor | None = None, seed: int | None = None) -> list[list[Hypothesis]]:
-        """-> per sentence (input order), its finished hypotheses, best first (up to --beam of them)."""
+        """-> per sentence (input order), its finished hypotheses, best first (up to --beam of them).
+
+        prefix_tokens (B, P): forced as the first tokens (cut to --prefix-size when that is set);
+        a pad in it forces nothing at that step, an eos ends the hypothesis there."""
         if self.cfg.prefix_size > 0 and prefix_tokens is None:
             raise BigseqError("--prefix-size needs reference targets to take the prefix from")
         if prefix_tokens is not None and self.cfg.prefix_size > 0:
             prefix_tokens = prefix_tokens[:, :self.cfg.prefix_size]
         gen = None
         if self.cfg.sampling:
-            gen = torch.Generator(device=src_tokens.device)
-            gen.manual_seed(seed if seed is not None else torch.seed())
+            gen = torch.Generator(device=src_tokens.device)  # its own: the global RNG stays untouched
+            if seed is None:
+                gen.seed()
+            else:
+                gen.manual_seed(seed)
         was_training = self.model.training
         self.model.eval()
         try:
