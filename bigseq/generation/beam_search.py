@@ -94,14 +94,12 @@ class BeamSearchGenerator:
         B, src_width = src_tokens.shape
         src_len_B = (src_tokens.ne(self.eos) & src_tokens.ne(self.pad)).sum(1)  # fairseq's, eos not counted
         max_len = self.max_len(src_width, src_len_B)
-        rows = torch.arange(B, device=dev).repeat_interleave(K)
-        enc = model.encode(src_tokens, src_lengths).select(rows)
+        enc = model.encode(src_tokens, src_lengths).select(torch.arange(B, device=dev).repeat_interleave(K))
         cache = model.make_kv_cache(B * K, max_len + 1, dtype=None, device=dev)
         tokens = torch.full((B * K, max_len + 2), self.pad, dtype=torch.long, device=dev)
         tokens[:, 0] = self.eos
-        scores = torch.zeros(B * K, max_len + 1, device=dev)
-        ignore_BK = torch.zeros(B, K, dtype=torch.bool, device=dev)
-        live = torch.arange(B)  # the input sentence of each row group still in the batch
+        beams = _Beams(K, tokens, torch.zeros(B * K, max_len + 1, device=dev),
+                       torch.zeros(B, K, dtype=torch.bool, device=dev), torch.arange(B), src_len_B, prefix)
         finalized: list[list[Hypothesis]] = [[] for _ in range(B)]
         reorder, kept, remaining = None, None, B
         for step in range(max_len + 1):
@@ -110,64 +108,34 @@ class BeamSearchGenerator:
                     reorder = reorder + ((kept - torch.arange(len(kept), device=dev)) * K).repeat_interleave(K)
                 enc = enc.select(reorder)
                 cache = _reordered(model, cache, reorder)
-            logits = model.decode(tokens[:, step:step + 1], enc, kv_cache=cache, start_pos=step)[:, -1]
-            lprobs = self._step_lprobs(logits, step, max_len)
-            if prefix is not None and step < prefix.shape[1] and step < max_len:
-                lprobs, tokens, scores = self._force_prefix(step, lprobs, tokens, scores, prefix)
-            elif step < self.cfg.min_len:
-                lprobs[:, self.eos] = NEG_INF
-            if self.cfg.no_repeat_ngram_size > 0:
-                block_repeated_ngrams(tokens[:, :step + 1], lprobs, self.cfg.no_repeat_ngram_size)
-            lprobs_BKV = lprobs.view(B, K, -1)
-            prev = scores.view(B, K, -1)[:, :, step - 1] if step > 0 else None
-            if self.cfg.sampling:
-                cand = sampling_candidates(step, lprobs_BKV, prev, topk=self.cfg.sampling_topk,
-                                           topp=self.cfg.sampling_topp, generator=gen)
-            else:
-                cand = beam_candidates(step, lprobs_BKV, prev)
-            cand_scores, cand_words, cand_beams = cand
-            offsets = torch.arange(B, device=dev).unsqueeze(1) * K
+            logits = model.decode(beams.tokens[:, step:step + 1], enc, kv_cache=cache, start_pos=step)[:, -1]
+            lprobs = self._lprobs(logits, step, max_len, beams)
+            cand_scores, cand_words, cand_beams = self._candidates(step, lprobs, beams, gen)
             eos_mask = cand_words.eq(self.eos) & cand_scores.ne(NEG_INF)
-            eos_mask[:, :K][ignore_BK] = False
+            eos_mask[:, :K][beams.ignore_BK] = False
             done = []
-            if eos_mask[:, :K].any():
+            if eos_mask[:, :K].any():  # only the first K candidates may finish
                 top = eos_mask[:, :K]
-                done = self._finalize(step, (cand_beams + offsets)[:, :K][top], cand_scores[:, :K][top], tokens,
-                                      scores, finalized, live, src_len_B, max_len)
+                rows = (cand_beams + beams.offsets())[:, :K][top]
+                done = self._finalize(step, rows, cand_scores[:, :K][top], beams, finalized, max_len)
                 remaining -= len(done)
             if remaining == 0:
                 break
             kept = None
             if done:
-                keep = torch.ones(B, dtype=torch.bool, device=dev)
+                keep = torch.ones(beams.B, dtype=torch.bool, device=dev)
                 keep[done] = False
-                kept = torch.arange(B, device=dev)[keep]
-                eos_mask, cand_beams, cand_scores, cand_words = (t[kept] for t in
-                                                                 (eos_mask, cand_beams, cand_scores, cand_words))
-                src_len_B, ignore_BK, live = src_len_B[kept], ignore_BK[kept], live[kept.cpu()]
-                prefix = prefix[kept] if prefix is not None else None
-                B = len(kept)
-                scores = scores.view(-1, K, scores.shape[1])[kept].view(B * K, -1)
-                tokens = tokens.view(-1, K, tokens.shape[1])[kept].view(B * K, -1)
-                offsets = torch.arange(B, device=dev).unsqueeze(1) * K
-            # the first K candidates not ending in eos (nor ignored) continue: eos ones sort after all others
-            eos_mask[:, :K] |= ignore_BK
-            C = 2 * K
-            order = eos_mask.long() * C + torch.arange(eos_mask.shape[1], device=dev)
-            chosen_rank, chosen = order.topk(K, dim=1, largest=False)
-            ignore_BK = chosen_rank.ge(C)
-            src_rows = (cand_beams + offsets).gather(1, chosen).view(-1)
-            tokens[:, :step + 1] = tokens[src_rows, :step + 1]
-            tokens.view(B, K, -1)[:, :, step + 1] = cand_words.gather(1, chosen)
-            if step > 0:
-                scores[:, :step] = scores[src_rows, :step]
-            scores.view(B, K, -1)[:, :, step] = cand_scores.gather(1, chosen)
-            reorder = src_rows
+                kept = torch.arange(beams.B, device=dev)[keep]
+                beams.keep(kept)
+                eos_mask, cand_scores, cand_words, cand_beams = (t[kept] for t in
+                                                                 (eos_mask, cand_scores, cand_words, cand_beams))
+            reorder = beams.advance(step, eos_mask, cand_scores, cand_words, cand_beams)
         for hyps in finalized:  # stable: equal scores keep the order they finished in
             hyps.sort(key=lambda h: -h.score)
         return finalized
 
-    def _step_lprobs(self, logits_RV: torch.Tensor, step: int, max_len: int) -> torch.Tensor:
+    def _lprobs(self, logits_RV: torch.Tensor, step: int, max_len: int, beams: "_Beams") -> torch.Tensor:
+        """The step's log-probabilities under fairseq's rules (see the module docstring)."""
         lprobs = torch.log_softmax(logits_RV.float() / self.cfg.temperature, dim=-1)
         lprobs[lprobs != lprobs] = NEG_INF
         lprobs[:, self.pad] = NEG_INF
@@ -176,11 +144,26 @@ class BeamSearchGenerator:
         if step >= max_len:  # only eos, with its own log-probability
             lprobs[:, :self.eos] = NEG_INF
             lprobs[:, self.eos + 1:] = NEG_INF
+        if beams.prefix is not None and step < beams.prefix.shape[1] and step < max_len:
+            self._force_prefix(step, lprobs, beams)
+        elif step < self.cfg.min_len:
+            lprobs[:, self.eos] = NEG_INF
+        if self.cfg.no_repeat_ngram_size > 0:
+            block_repeated_ngrams(beams.tokens[:, :step + 1], lprobs, self.cfg.no_repeat_ngram_size)
         return lprobs
 
-    def _force_prefix(self, step, lprobs, tokens, scores, prefix):
+    def _candidates(self, step: int, lprobs_RV: torch.Tensor, beams: "_Beams", gen):
+        lprobs_BKV = lprobs_RV.view(beams.B, self.beam, -1)
+        prev = beams.scores.view(beams.B, self.beam, -1)[:, :, step - 1] if step > 0 else None
+        if self.cfg.sampling:
+            return sampling_candidates(step, lprobs_BKV, prev, topk=self.cfg.sampling_topk,
+                                       topp=self.cfg.sampling_topp, generator=gen)
+        return beam_candidates(step, lprobs_BKV, prev)
+
+    def _force_prefix(self, step: int, lprobs: torch.Tensor, beams: "_Beams") -> None:
+        """Only the prefix token keeps its log-probability (in place)."""
         K = self.beam
-        forced = prefix[:, step].repeat_interleave(K)
+        forced = beams.prefix[:, step].repeat_interleave(K)
         forced_lprobs = lprobs.gather(-1, forced.unsqueeze(-1))
         on = forced.ne(self.pad)  # a reference shorter than the prefix forces nothing there
         lprobs[on] = NEG_INF
@@ -188,27 +171,76 @@ class BeamSearchGenerator:
         ends = forced.eq(self.eos)
         if ends.any():  # the prefix ends here: every beam becomes a copy of beam 0
             first = ends.view(-1, K)[:, 0]
-            tokens, scores, lprobs = (_copy_first_beam(t, first, K) for t in (tokens, scores, lprobs))
-        return lprobs, tokens, scores
+            for t in (beams.tokens, beams.scores, lprobs):
+                _copy_first_beam(t, first, K)
 
-    def _finalize(self, step, rows, eos_scores, tokens, scores, finalized, live, src_len_B, max_len) -> list[int]:
+    def _finalize(self, step, rows, eos_scores, beams: "_Beams", finalized, max_len) -> list[int]:
         """Store the hypotheses ending at ``rows``; -> the batch positions of sentences now done."""
         K, cfg = self.beam, self.cfg
-        words = tokens[rows, 1:step + 2].clone()
+        words = beams.tokens[rows, 1:step + 2].clone()
         words[:, step] = self.eos
-        positional = scores[rows, :step + 1].clone()
+        positional = beams.scores[rows, :step + 1].clone()
         positional[:, step] = eos_scores
         positional[:, 1:] = positional[:, 1:] - positional[:, :-1]
         if not cfg.unnormalized:
             eos_scores = eos_scores / (step + 1) ** cfg.lenpen
         groups = torch.div(rows, K, rounding_mode="trunc")
         if cfg.match_source_len:
-            eos_scores = torch.where(step > src_len_B[groups], NEG_INF, eos_scores)
-        for i, group in enumerate(groups.tolist()):
-            hyps = finalized[int(live[group])]
-            if len(hyps) < K:
-                hyps.append(Hypothesis(words[i], float(eos_scores[i]), positional[i]))
-        return [g for g in sorted(set(groups.tolist())) if len(finalized[int(live[g])]) == K or step == max_len]
+            eos_scores = torch.where(step > beams.src_len_B[groups], NEG_INF, eos_scores)
+        sentences = beams.live[groups.cpu()].tolist()
+        for i, sentence in enumerate(sentences):
+            if len(finalized[sentence]) < K:
+                finalized[sentence].append(Hypothesis(words[i], float(eos_scores[i]), positional[i]))
+        done = {g for g, s in zip(groups.tolist(), sentences) if len(finalized[s]) == K or step == max_len}
+        return sorted(done)
+
+
+@dataclass
+class _Beams:
+    """The hypotheses of the sentences still in the batch: row r is sentence r // K, beam r % K."""
+
+    K: int
+    tokens: torch.Tensor
+    """(R, max_len + 2): eos, then the words so far."""
+    scores: torch.Tensor
+    """(R, max_len + 1): cumulative log-probability after each step."""
+    ignore_BK: torch.Tensor
+    """Beams continued from an eos candidate (sampling: fewer than K others); they may not finish again."""
+    live: torch.Tensor
+    """(B,) on the CPU: the input sentence of each group of K rows."""
+    src_len_B: torch.Tensor
+    prefix: torch.Tensor | None
+
+    @property
+    def B(self) -> int:
+        return self.ignore_BK.shape[0]
+
+    def offsets(self) -> torch.Tensor:
+        return torch.arange(self.B, device=self.tokens.device).unsqueeze(1) * self.K
+
+    def keep(self, kept: torch.Tensor) -> None:
+        """Drop the sentences not in ``kept`` (their batch positions)."""
+        n, K = len(kept), self.K
+        self.tokens = self.tokens.view(-1, K, self.tokens.shape[1])[kept].view(n * K, -1)
+        self.scores = self.scores.view(-1, K, self.scores.shape[1])[kept].view(n * K, -1)
+        self.ignore_BK, self.src_len_B, self.live = self.ignore_BK[kept], self.src_len_B[kept], self.live[kept.cpu()]
+        if self.prefix is not None:
+            self.prefix = self.prefix[kept]
+
+    def advance(self, step: int, eos_mask, cand_scores, cand_words, cand_beams) -> torch.Tensor:
+        """Continue with the first K candidates not ending in eos; -> the row each continues."""
+        K, C = self.K, 2 * self.K
+        eos_mask[:, :K] |= self.ignore_BK
+        order = eos_mask.long() * C + torch.arange(eos_mask.shape[1], device=eos_mask.device)  # eos ones sort last
+        rank, chosen = order.topk(K, dim=1, largest=False)
+        self.ignore_BK = rank.ge(C)
+        rows = (cand_beams + self.offsets()).gather(1, chosen).view(-1)
+        self.tokens[:, :step + 1] = self.tokens[rows, :step + 1]
+        self.tokens.view(self.B, K, -1)[:, :, step + 1] = cand_words.gather(1, chosen)
+        if step > 0:
+            self.scores[:, :step] = self.scores[rows, :step]
+        self.scores.view(self.B, K, -1)[:, :, step] = cand_scores.gather(1, chosen)
+        return rows
 
 
 def _copy_first_beam(t: torch.Tensor, sentences: torch.Tensor, K: int) -> torch.Tensor:
