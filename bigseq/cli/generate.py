@@ -25,6 +25,7 @@ from bigseq.generation.token_bleu import TokenBleu
 from bigseq.generation.translate import Scorer, generate_split
 
 BEAM_ONLY = set(BeamSearchConfig.__dataclass_fields__) - set(GenerationConfig.__dataclass_fields__)
+LM_ONLY = set(GenerationConfig.__dataclass_fields__) - set(BeamSearchConfig.__dataclass_fields__) | {"prompt"}
 
 
 @dataclass(kw_only=True)
@@ -85,6 +86,10 @@ def main(argv=None):
     path, data = (cli.path, cli.data or cli.target or None) if cli.path else (cli.target, cli.data)
     cfg, task, model, _ = load_for_inference(path, data=data, user_dir=cli.user_dir)
     if hasattr(task, "target_dictionary"):
+        lm_flags = sorted(k for k in args if k in LM_ONLY)
+        if lm_flags:
+            raise BigseqError(f"--{lm_flags[0].replace('_', '-')} is for language models; a translation checkpoint "
+                              "translates --gen-subset (lengths: --max-len-a/--max-len-b); drop it")
         beam_cfg = BeamSearchConfig(**{k: v for k, v in args.items() if k in BeamSearchConfig.__dataclass_fields__})
         return translate(cli, task, model, beam_cfg)
     given = sorted(k for k in args if k in BEAM_ONLY and not (k == "beam" and args[k] == 1))

@@ -144,6 +144,7 @@ def test_generate_token_bleu_remove_bpe_and_quiet(translation, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["--beam", "2", "--nbest", "3"], "--nbest 3 must be between 1 and --beam 2"),
     (["--post-process", "bpe_xx"], "--post-process 'bpe_xx': use one of"),
+    (["--max-new-tokens", "5"], "--max-new-tokens is for language models; a translation checkpoint"),
 ])
 def test_bad_generation_flags_are_one_line_errors(translation, capsys, argv, message):
     assert run_main(generate_cli.main, ["data-bin", "--path", "ckpt", *argv], prog="bigseq generate") == 2
