@@ -19,6 +19,7 @@ from bigseq.cli import eval_lm  # noqa: E402
 from bigseq.data.corpus import build_stdlib_corpus  # noqa: E402
 from bigseq.data.unigram import unigram_perplexity  # noqa: E402
 from bigseq.distributed import name_accelerator  # noqa: E402
+from bigseq.distributed.cpu_features import describe_cpu, fastest_cpu_precision  # noqa: E402
 
 WORK = os.path.join(ROOT, "quickstart")
 PROMPT = "def read_config(path):\n    "
@@ -38,7 +39,10 @@ def main() -> None:
     train_txt, valid_txt = corpus.train_path, corpus.valid_path
     bigseq("preprocess", "--trainpref", train_txt, "--validpref", valid_txt, "--destdir", data,
            "--vocab-size", "4096", "--workers", "2")
-    bigseq("train", data, "--config", "launch/recipes/quickstart.yaml")
+    # bf16 only where the CPU has it natively: emulated bf16 is many times slower than fp32
+    precision = fastest_cpu_precision()
+    print(f"\nprecision {precision}: the faster one on this CPU ({describe_cpu()})", flush=True)
+    bigseq("train", data, "--config", "launch/recipes/quickstart.yaml", "--precision", precision)
     print("\n$ bigseq eval-lm quickstart/checkpoints --gen-subset valid", flush=True)
     scores = eval_lm.main([os.path.join(WORK, "checkpoints"), "--gen-subset", "valid", "--log-format", "none"])
     bigseq("generate", os.path.join(WORK, "checkpoints"), "--prompt", PROMPT, "--max-new-tokens", "60",
