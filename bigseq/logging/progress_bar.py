@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 
 from bigseq.errors import BigseqError
 from bigseq.logging import sinks
-from bigseq.logging.format import format_stat, json_value
+from bigseq.logging.format import format_pair, json_value
 
 FORMATS = ("tqdm", "simple", "json", "none")
 
@@ -117,7 +117,7 @@ class BaseProgressBar:
 
     @staticmethod
     def stats_parts(stats: dict[str, Any]) -> list[str]:
-        return [f"{k} {format_stat(v, k)}" for k, v in stats.items()]
+        return [format_pair(k, v) for k, v in stats.items()]
 
     def _to_sinks(self, record, stats, tag, step) -> None:
         if self.log_file:
@@ -131,7 +131,7 @@ class BaseProgressBar:
 
 
 class SimpleProgressBar(BaseProgressBar):
-    """One line per log interval: ``epoch 001 | update 10/200 | loss 5.123 | ...``."""
+    """One line per log interval: ``epoch 001 | update 10/200 | loss 5.12 | ...``."""
 
     def _show_interval(self, stats, record) -> None:
         self._write(" | ".join(self.line_prefix(inner=True) + self.stats_parts(stats)))

@@ -23,7 +23,7 @@ def run_epoch(bar, n_log=10):
 def test_simple_one_readable_line_per_log():
     out = io.StringIO()
     run_epoch(progress_bar(range(20), log_format="simple", log_interval=10, epoch=1, stream=out))
-    stats = "loss 5.123 | ppl 167.8 | lr 0.0003 | gnorm 1.2 | tok/s 4520 | tflops 0.0213 | wall 12s"
+    stats = "loss 5.12 | ppl 168 | lr 0.0003 | gnorm 1.2 | tok/s 4,520 | model 21.3 GFLOP/s | wall 12s"
     assert out.getvalue().splitlines() == [
         f"epoch 001 | update 10/20 | {stats}",
         f"epoch 001 | update 20/20 | {stats}",
@@ -49,7 +49,7 @@ def test_tqdm_bar_shows_postfix_and_summary():
     with progress_bar(range(20), log_format="tqdm", epoch=1, stream=out) as bar:
         run_epoch(bar)
     text = out.getvalue()
-    assert "20/20" in text and "loss 5.123" in text and "epoch 001 | loss 4 | ppl 54.6" in text
+    assert "20/20" in text and "loss 5.12" in text and "epoch 001 | loss 4 | ppl 54.6" in text
 
 
 def test_default_format_is_simple_off_a_terminal(monkeypatch):
