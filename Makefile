@@ -15,7 +15,7 @@ $(VENV)/.installed: setup.py Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,triton]"
+	$(PY) -m pip install -q -e ".[dev,triton,plot,wandb]"
 	touch $@
 
 quickstart: setup

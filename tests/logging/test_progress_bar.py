@@ -91,3 +91,26 @@ def test_missing_tensorboard_is_a_user_error(monkeypatch, tmp_path):
 def test_unknown_format_is_a_user_error():
     with pytest.raises(BigseqError, match="--log-format"):
         progress_bar([1], log_format="fancy")
+
+
+def test_wandb_gets_the_same_stats_offline(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb", reason="the optional wandb extra is not installed")
+    from bigseq.logging import finish_wandb_runs
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    runs, real_init = [], wandb.init
+    monkeypatch.setattr(wandb, "init", lambda **kw: runs.append(real_init(**kw)) or runs[-1])
+    run_epoch(progress_bar(range(20), log_format="none", epoch=1, wandb_project="bigseq-test"))
+    assert len(runs) == 1 and runs[0].project == "bigseq-test"
+    summary = dict(runs[0].summary)
+    assert summary["train_inner/loss"] == STATS["loss"] and summary["train_inner/tflops"] == STATS["tflops"]
+    assert summary["train/ppl"] == 54.6 and summary["update"] == 20
+    finish_wandb_runs()
+    assert [f.stat().st_size > 0 for f in tmp_path.glob("wandb/offline-run-*/run-*.wandb")] == [True]
+
+
+def test_wandb_missing_is_one_clear_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
+    with pytest.raises(BigseqError, match=r"--wandb-project needs Weights & Biases; pip install 'bigseq\[wandb\]'"):
+        progress_bar([1], log_format="simple", wandb_project="p", stream=io.StringIO())
