@@ -15,6 +15,7 @@ COMMANDS = {
     "generate": ("bigseq.cli.generate", "Sample or greedy-decode from a language model checkpoint"),
     "convert": ("bigseq.cli.convert", "Universal (any world size), safetensors and HF conversions of checkpoints"),
     "estimate-memory": ("bigseq.cli.estimate_memory", "Per-device memory of a run by ZeRO stage, and which stages fit"),
+    "plot": ("bigseq.cli.plot", "Training curves of runs' --log-file JSON lines, overlaid, into an image"),
 }
 
 
