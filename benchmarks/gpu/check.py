@@ -32,6 +32,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 import gpu_report  # noqa: E402
+from wheels import missing as wheels_missing  # noqa: E402
 
 # (name, seconds on a GPU) in order; their sum stays under the 540 s default budget
 STEPS = (("install", 45), ("gpu tests", 150), ("kernels", 150), ("bigseq train", 90), ("HF Trainer", 80))
@@ -86,8 +87,12 @@ class Check:
     # the steps -------------------------------------------------------------------------------
     def install(self, budget):
         wheels = self.args.wheels
-        # a dry run installs carried wheels too (into its scratch folder), to check them
-        if importlib.util.find_spec("deepspeed") and not (self.dry and wheels.is_dir()):
+        if self.dry:  # the wheels are for the GPU machine's CPython: check them, install nothing
+            gaps = wheels_missing(wheels) if wheels.is_dir() else None
+            status = "failed" if gaps else "ok"
+            summary = (f"{wheels.name}: no wheel for {', '.join(gaps)}" if gaps else f"{wheels.name} complete"
+                       if gaps is not None else f"no {wheels.name} here (make gpu-wheels): nothing to check")
+        elif importlib.util.find_spec("deepspeed"):
             status, summary = "ok", "deepspeed already importable: nothing installed"
         else:
             cmd = [sys.executable, str(HERE / "wheels.py"), "--install", str(wheels), str(self.work / "site")]

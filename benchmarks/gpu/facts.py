@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -30,7 +31,8 @@ def _version(name: str) -> str:
 
 
 def facts() -> dict[str, str]:
-    commit = _run("git", "rev-parse", "--short", "HEAD") or "unknown (no git)"
+    # a copied working tree may come without .git: BIGSEQ_COMMIT names the commit it was copied from
+    commit = _run("git", "rev-parse", "--short", "HEAD") or os.environ.get("BIGSEQ_COMMIT", "unknown (no git)")
     if _run("git", "status", "--porcelain", "--untracked-files=no"):
         commit += " + uncommitted changes"
     cuda = torch.cuda.is_available()

@@ -36,12 +36,18 @@ def build(dest: Path, python_version: str) -> list[Path]:
     return sorted(dest.glob("*.whl"))
 
 
+def missing(wheels: Path) -> list[str]:
+    """The packages without a wheel in ``wheels`` (wheel names spell '-' as '_')."""
+    names = {w.name.split("-")[0].lower() for w in wheels.glob("*.whl")}
+    return [n for n in (*BUILT, *DOWNLOADED) if n.replace("-", "_") not in names]
+
+
 def install(wheels: Path, target: Path) -> list[str]:
     """Offline, into ``target`` (put it on PYTHONPATH): the system's packages stay as they are."""
+    if missing(wheels):
+        raise SystemExit(f"{wheels}: no wheel for {', '.join(missing(wheels))}; run `make gpu-wheels` on the "
+                         f"machine you start from and carry {wheels.name} with the working tree")
     found = sorted(str(w) for w in wheels.glob("*.whl"))
-    if not found:
-        raise SystemExit(f"{wheels}: no wheels; run `make gpu-wheels` on the machine you start from and carry "
-                         f"{wheels.name} with the working tree")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                     "--upgrade", "--target", str(target), *found], check=True)
     return [Path(w).name for w in found]
