@@ -37,6 +37,9 @@ class LanguageModelingConfig:
     sample_break_mode: Literal["none", "eos", "complete"] = "none"
     """How samples are cut: 'none' = fixed windows over the token stream; 'eos' = one document
     per sample; 'complete' = whole documents packed into samples."""
+    document_mask: bool = False
+    """Attend within documents only: positions restart and attention is cut at each eos and row start
+    (Megatron's --reset-position-ids --reset-attention-mask)."""
 
 
 @register_task("language_modeling", LanguageModelingConfig)
@@ -118,7 +121,8 @@ class LanguageModelingTask(Task):
         evenly as possible; a rank left without samples gets one all-pad row.
         """
         blocks = self.datasets[split] if split in self.datasets else self.load_dataset(split)
-        return EpochBatchIterator(LMDataset(blocks, self.pad_idx), batch_size=batch_size, max_tokens=max_tokens,
+        dataset = LMDataset(blocks, self.pad_idx, document_mask=self.cfg.document_mask)
+        return EpochBatchIterator(dataset, batch_size=batch_size, max_tokens=max_tokens,
                                   seed=seed, dp_rank=dp_rank, dp_size=dp_size, update_freq=update_freq,
                                   epoch=epoch, shuffle=shuffle, drop_last=shuffle if drop_last is None else drop_last,
                                   pad_to_length=pad_to_length, name=split)
