@@ -56,3 +56,17 @@ def test_complete_every_document_is_one_segment_eos_first(T):
     real = [(s[:len(t) - t.count(PAD)], t[:len(t) - t.count(PAD)]) for s, t in segments]
     assert real == [([EOS] + d[:-1], d) for d in docs]  # each one as `[eos] doc` alone
     assert b.positions.flatten().tolist() == [i for s, _ in segments for i in range(len(s))]
+
+
+def test_a_model_without_the_layout_inputs_is_refused_in_one_line():
+    from bigseq.errors import BigseqError
+    from bigseq.models.transformer_lm.model import TransformerLanguageModel
+    from bigseq.tasks.language_modeling import check_document_mask
+
+    class TokensOnly:
+        def forward(self, src_tokens):
+            return src_tokens
+
+    check_document_mask(TransformerLanguageModel, "transformer_lm")
+    with pytest.raises(BigseqError, match="--document-mask: model plugin_lm takes no positions/cu_seqlens"):
+        check_document_mask(TokensOnly, "plugin_lm")
