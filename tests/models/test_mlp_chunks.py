@@ -19,8 +19,9 @@ VOCAB, PAD = 97, 1
 TASK = SimpleNamespace(vocab_size=VOCAB, pad_idx=PAD)
 
 
-def loss_and_grads(style: str, chunks: int, fused: bool):
-    cfg = dataclasses.replace(getattr(archs, f"{style}_tiny")(), dropout=0.0, mlp_chunks=chunks)
+def loss_and_grads(style: str, chunks: int, fused: bool, recompute: bool = False):
+    cfg = dataclasses.replace(getattr(archs, f"{style}_tiny")(), dropout=0.0, mlp_chunks=chunks,
+                              checkpoint_activations=recompute)
     model = TransformerLanguageModel.build(cfg, TASK, seed=4).train()
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(2, VOCAB, (2, 11), generator=g)  # 22 tokens: no K below divides them
@@ -35,16 +36,29 @@ def loss_and_grads(style: str, chunks: int, fused: bool):
     return loss.detach(), {name: p.grad for name, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("style", ["llama", "gpt2"])  # gated SwiGLU, plain gelu MLP
-@pytest.mark.parametrize("chunks", [3, 5, 40])  # 40 > the 22 tokens: empty slices are skipped
-def test_tiled_mlp_changes_no_loss_or_gradient(style, chunks):
+@pytest.mark.parametrize("style,chunks,recompute", [
+    ("llama", 3, False), ("gpt2", 3, False),  # gated SwiGLU, plain gelu MLP
+    ("llama", 5, False), ("gpt2", 40, False),  # 40 > the 22 tokens: empty slices are skipped
+    ("llama", 3, True),  # slices recomputed inside a recomputed layer (--checkpoint-activations)
+])
+def test_tiled_mlp_changes_no_loss_or_gradient(style, chunks, recompute):
     want_loss, want_grads = loss_and_grads(style, 1, fused=False)
-    loss, grads = loss_and_grads(style, chunks, fused=True)  # --fused-linear-ce: the tiled loss
+    loss, grads = loss_and_grads(style, chunks, fused=True, recompute=recompute)  # --fused-linear-ce: tiled loss
     torch.testing.assert_close(loss, want_loss, rtol=0, atol=1e-6)  # seen: bit for bit
     # weight gradients sum the slices in another order: fp32 rounding of each tensor's scale (gradients of
     # a token SUM, up to ~8; seen: 1.5e-6 at most)
     for name, g in want_grads.items():
         torch.testing.assert_close(grads[name], g, rtol=0, atol=1e-6 * max(1.0, float(g.abs().max())), msg=name)
+
+
+def test_without_autograd_the_slices_give_the_same_logits():
+    tokens = torch.randint(2, VOCAB, (3, 7))
+    logits = []
+    for chunks in (1, 4):
+        cfg = dataclasses.replace(archs.llama_tiny(), mlp_chunks=chunks)
+        with torch.no_grad():
+            logits.append(TransformerLanguageModel.build(cfg, TASK, seed=4).eval()(tokens))
+    torch.testing.assert_close(logits[1], logits[0], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("activation", ["gelu", "swiglu"])
