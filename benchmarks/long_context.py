@@ -143,7 +143,7 @@ def bench_chunks(a) -> list[str]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="llama_125m")
     ap.add_argument("--tokens", type=int, default=4096, help="tokens per row (T)")
@@ -154,11 +154,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", choices=("docmask", "chunks"), default=None)
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if a.child is not None:
         print(json.dumps(measure_chunks(a, a.child, device)))
-        return
+        return ""
     head = (f"{a.arch}, {a.rows} x {a.tokens} tokens, {device}, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads")
     lines = []
@@ -168,6 +168,7 @@ def main() -> None:
     if a.only != "docmask":
         lines += [f"## --mlp-chunks ({head}, --fused-linear-ce)", "", *bench_chunks(a)]
     print("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
