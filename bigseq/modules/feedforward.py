@@ -3,7 +3,7 @@ GeGLU with the exact gelu, or with its tanh approximation (Gemma's gelu_pytorch_
 
 ``chunks`` K > 1 tiles the block over K slices of the B * T tokens (DeepSpeed's TiledMLP idea).
 What saves memory is the pair: each slice runs under non-reentrant activation checkpointing, so
-between forward and backward a layer keeps only its input and output (D wide), not the 3-4
+between forward and backward a layer keeps only its input and output (D wide), not the 2-4
 ffn_dim-wide intermediates of every token; and the backward recomputes one slice at a time, so at
 most one slice's intermediates exist at once (checkpointing alone would recompute all tokens'
 at once; slicing alone would still store every slice's). The price is one more forward of the
