@@ -42,5 +42,5 @@ def test_pairs_align_by_verse_and_held_out_sets_are_whole_chapters(tmp_path):
             assert a.split()[1] == b.split()[1]  # the same verse on both sides
             seen.setdefault(a.split()[1].rsplit(".", 1)[0], set()).add(name)
     assert all(len(splits) == 1 for splits in seen.values())  # no chapter is split across sets
-    again = bible_corpus.write_split(chapters, str(tmp_path / "again"), valid_chapters=2, test_chapters=3)
+    bible_corpus.write_split(chapters, str(tmp_path / "again"), valid_chapters=2, test_chapters=3)
     assert (tmp_path / "again" / "test.fr").read_text() == (tmp_path / "out" / "test.fr").read_text()  # seeded
