@@ -84,9 +84,21 @@ def load_consolidated(folder: str) -> tuple[dict, object, dict[str, torch.Tensor
         return info, model_cfg, {name: reader.get(name) for name in reader.names()}
 
 
+SIZES = ("src_vocab_size", "tgt_vocab_size")
+"""What an encoder-decoder's constructor needs besides its config (a decoder-only config has its vocabulary)."""
+
+
 def build_consolidated_model(folder: str) -> torch.nn.Module:
     """The model of a consolidated folder (fp32 parameters), weights loaded, in eval mode."""
     info, model_cfg, state = load_consolidated(folder)
-    model = get_family(info["model_name"]).model_cls(model_cfg, pad_idx=info.get("pad_idx"))
-    model.load_state_dict(state, strict=True)
+    sizes = {k: info[k] for k in SIZES if k in info}
+    model = get_family(info["model_name"]).model_cls(model_cfg, pad_idx=info.get("pad_idx"), **sizes)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # a module shared by two parents (--share-all-embeddings) is saved once, under its parameter name
+    unique = {n for n, _ in model.named_parameters()}
+    aliases = {n for n, _ in model.named_parameters(remove_duplicate=False)} - unique
+    missing = [k for k in missing if k not in aliases]
+    if missing or unexpected:
+        raise BigseqError(f"{folder} does not match its config.json (missing {missing[:3]}, unexpected "
+                          f"{unexpected[:3]}); convert it again")
     return model.eval()
