@@ -47,6 +47,14 @@ def model_of_folder(path: str | None) -> tuple[str, str, object] | None:
     return family.name, f"hf:{c['model_type']}", family.hf_adapter.adapter_for_hf(c).cfg_from_hf(c)
 
 
+def vocab_size_of_folder(path: str) -> int:
+    """The (target) vocabulary of a consolidated or transformers folder's model."""
+    if consolidated.is_consolidated(path):
+        return consolidated.read_info(path)[0]["vocab_size"]
+    c = hf_files.read_hf_config(path)
+    return hf_family(c.get("model_type")).hf_adapter.adapter_for_hf(c).model_sizes(c)["vocab_size"]
+
+
 def weight_source(path: str, model_cfg) -> WeightSource:
     """The weights of a consolidated or transformers folder, for ``weight_source.load_into_engine``."""
     if consolidated.is_consolidated(path):

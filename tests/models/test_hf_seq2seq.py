@@ -278,3 +278,29 @@ def test_sharded_folders_convert_both_ways_with_the_same_logits(case, tmp_path):
     assert generation["decoder_start_token_id"] == EOS and generation["num_beams"] == 5
     assert generation["early_stopping"] is True and generation["forced_eos_token_id"] == EOS
     assert transformers.GenerationConfig.from_pretrained(tmp_path / "back").early_stopping is True
+
+
+@pytest.mark.parametrize("case", ["fsmt_share_all", "m2m100_prenorm_joined"])
+def test_finetune_from_an_hf_folder_reads_every_parameter_once(case, tmp_path):
+    """--finetune-from-model HF_DIR: the folder's architecture and its weights, group by group, in the names
+    of the model's parameters (a shared table once)."""
+    from bigseq.checkpoint.pretrained import model_of_folder, vocab_size_of_folder, weight_source
+    cfg, vocab, model_type = CASES[case]
+    hf = random_hf_model(cfg, vocab)
+    hf.save_pretrained(tmp_path)
+    name, arch, saved_cfg = model_of_folder(str(tmp_path))
+    assert (name, arch, saved_cfg, vocab_size_of_folder(str(tmp_path))) == ("transformer", f"hf:{model_type}",
+                                                                           cfg, vocab[1])
+    model = TransformerModel(cfg, src_vocab_size=vocab[0], tgt_vocab_size=vocab[1], pad_idx=PAD).eval()
+    params = dict(model.named_parameters())
+    source = weight_source(str(tmp_path), saved_cfg)
+    source.check_present()
+    assert sorted(source.names()) == sorted(params)
+    with torch.no_grad():
+        for i in range(len(source.groups)):
+            for param_name, tensor in source.read(i).items():
+                params[param_name].copy_(tensor)
+    source.close()
+    src = left_padded(SRC)
+    with torch.no_grad():
+        torch.testing.assert_close(model(src, None, PREV), hf_logits(hf, src, PREV), rtol=TOL, atol=TOL)

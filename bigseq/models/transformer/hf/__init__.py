@@ -28,7 +28,7 @@ ADAPTERS: dict[str, Seq2SeqAdapter] = {a.model_type: a for a in (FSMTAdapter(), 
 HF_MODEL_TYPES = tuple(ADAPTERS)
 """transformers model types the transformer family converts (config.json's model_type)."""
 
-_NOT_FAIRSEQ = {  # HF encoder-decoders that are not fairseq's transformer, and why
+REFUSED_MODEL_TYPES = {  # HF encoder-decoders that are not fairseq's transformer, and why
     "marian": "its sinusoidal positions are laid out differently, start at 0 and count pads",
     "bart": "it has learned positions (offset 2, pads counted) and an embedding LayerNorm",
     "mbart": "it has learned positions (offset 2, pads counted) and an embedding LayerNorm",
@@ -40,9 +40,10 @@ _NOT_FAIRSEQ = {  # HF encoder-decoders that are not fairseq's transformer, and 
 
 def adapter_for_hf(c: dict[str, Any]) -> Seq2SeqAdapter:
     model_type = c.get("model_type")
-    if model_type in _NOT_FAIRSEQ:
+    if model_type in REFUSED_MODEL_TYPES:
         raise BigseqError(f"HF config.json: model_type={model_type!r} is not fairseq's transformer: "
-                          f"{_NOT_FAIRSEQ[model_type]}; the transformer family converts {', '.join(HF_MODEL_TYPES)}")
+                          f"{REFUSED_MODEL_TYPES[model_type]}; the transformer family converts "
+                          f"{', '.join(HF_MODEL_TYPES)}")
     if model_type not in ADAPTERS:
         raise BigseqError(f"HF model_type '{model_type}' is not supported by the transformer family; "
                           f"it converts {', '.join(HF_MODEL_TYPES)}")
