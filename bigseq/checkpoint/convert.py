@@ -24,6 +24,7 @@ from bigseq.checkpoint.consolidated import (
     build_consolidated_model,
     is_consolidated,
     read_info,
+    unique_state_dict,
     write_info,
 )
 from bigseq.checkpoint.hf_read import TensorReader
@@ -100,7 +101,7 @@ def open_weights(path: str, data: str | None) -> Iterator[_Weights]:
         extra["langs"] = [task.source_lang, task.target_lang]
     info = {"pad_idx": task.pad_idx, "vocab_size": meta["vocab_size"], "num_updates": meta["num_updates"],
             "names": cfg.names, "train_config": train_config_to_dict(cfg), "token_ids": token_ids, **extra}
-    yield _Weights(get_family(cfg.names["model"]), model.cfg, _StateDict(model.state_dict()), token_ids,
+    yield _Weights(get_family(cfg.names["model"]), model.cfg, _StateDict(unique_state_dict(model)), token_ids,
                    artifacts_dir, info, extra)
 
 

@@ -124,6 +124,7 @@ def load_weights_only(trainer, path: str) -> str:
             saved_model["vocab_size"] = trainer.cfg.model.vocab_size  # its config may predate the field
         check_compatible({"cfg": {"model": saved_model}, "names": {"model": name, "arch": arch},
                           "vocab_size": vocab}, trainer, path, weights_only=True)
+        pretrained.check_pad(path, name, trainer.task.pad_idx)
         source = pretrained.weight_source(path, saved_cfg)
         loaded = weight_source.load_into_engine(trainer, source, f"--finetune-from-model {path}")
         _refresh_master_weights(trainer)

@@ -304,3 +304,13 @@ def test_finetune_from_an_hf_folder_reads_every_parameter_once(case, tmp_path):
     src = left_padded(SRC)
     with torch.no_grad():
         torch.testing.assert_close(model(src, None, PREV), hf_logits(hf, src, PREV), rtol=TOL, atol=TOL)
+
+
+def test_finetuning_on_data_padded_with_another_id_is_refused(tmp_path):
+    from bigseq.checkpoint.pretrained import check_pad
+    random_hf_model(*CASES["fsmt_share_all"][:2]).save_pretrained(tmp_path)
+    check_pad(str(tmp_path), "transformer", PAD)
+    check_pad(str(tmp_path), "transformer_lm", 0)  # decoder-only positions do not count from the pad
+    with pytest.raises(BigseqError, match="pads with id 1, the data with 0") as e:
+        check_pad(str(tmp_path), "transformer", 0)
+    assert "\n" not in str(e.value)

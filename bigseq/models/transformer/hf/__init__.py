@@ -27,6 +27,9 @@ from bigseq.models.transformer.hf.m2m_100 import M2M100Adapter
 ADAPTERS: dict[str, Seq2SeqAdapter] = {a.model_type: a for a in (FSMTAdapter(), M2M100Adapter())}
 HF_MODEL_TYPES = tuple(ADAPTERS)
 """transformers model types the transformer family converts (config.json's model_type)."""
+POSITIONS_FROM_PAD = True
+"""fairseq's positions count from the pad id: a model fine-tuned on data padded with another id would shift
+them (checkpoint/pretrained.check_pad)."""
 
 REFUSED_MODEL_TYPES = {  # HF encoder-decoders that are not fairseq's transformer, and why
     "marian": "its sinusoidal positions are laid out differently, start at 0 and count pads",
