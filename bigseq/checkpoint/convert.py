@@ -69,7 +69,6 @@ class _Weights:
     src/tgt_vocab_size and languages; nothing for a decoder-only model, whose config has its vocabulary)."""
 
 
-
 @contextlib.contextmanager
 def open_weights(path: str, data: str | None) -> Iterator[_Weights]:
     """A consolidated folder (read tensor by tensor) or a training checkpoint (loaded and consolidated)."""

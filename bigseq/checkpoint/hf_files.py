@@ -13,6 +13,7 @@ import os
 import shutil
 from typing import Any
 
+from bigseq.atomic_files import write_json
 from bigseq.errors import BigseqError
 
 ARTIFACTS = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
@@ -125,7 +126,6 @@ def declare_fast_tokenizer(folder: str, hf_config) -> bool:
         token = tok.id_to_token(token_id) if token_id is not None else None
         if token is not None:
             config[f"{role}_token"] = token
-    from bigseq.atomic_files import write_json
     write_json(os.path.join(folder, "tokenizer_config.json"), config)
     return True
 
