@@ -314,3 +314,12 @@ def test_finetuning_on_data_padded_with_another_id_is_refused(tmp_path):
     with pytest.raises(BigseqError, match="pads with id 1, the data with 0") as e:
         check_pad(str(tmp_path), "transformer", 0)
     assert "\n" not in str(e.value)
+
+
+def test_the_task_languages_name_fsmt_langs_and_stay_out_of_m2m100():
+    fsmt = hf_config_from_cfg(POST, src_vocab_size=40, tgt_vocab_size=48, langs=["fr", "en"])
+    assert fsmt.langs == ["fr", "en"] and (fsmt.src_vocab_size, fsmt.tgt_vocab_size) == (40, 48)
+    m2m = hf_config_from_cfg(PRE, src_vocab_size=40, tgt_vocab_size=40, langs=["fr", "en"])
+    assert "langs" not in m2m.to_dict() and m2m.vocab_size == 40
+    with pytest.raises(BigseqError, match="one vocabulary"):
+        hf_config_from_cfg(PRE, src_vocab_size=40, tgt_vocab_size=48)

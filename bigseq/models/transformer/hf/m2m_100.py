@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bigseq.errors import BigseqError
 from bigseq.models.transformer.config import TransformerConfig
 from bigseq.models.transformer.hf.common import Seq2SeqAdapter
 from bigseq.models.transformer_lm.hf.base import Mapping, one, refuse
@@ -33,7 +34,14 @@ class M2M100Adapter(Seq2SeqAdapter):
         return c["vocab_size"], c["vocab_size"], True
 
     def vocab_to_hf(self, cfg: TransformerConfig, src_vocab_size: int, tgt_vocab_size: int) -> dict[str, Any]:
+        if src_vocab_size != tgt_vocab_size:
+            raise BigseqError(f"HF m2m_100 has one vocabulary; this model has {src_vocab_size} source and "
+                              f"{tgt_vocab_size} target tokens (train with a joined dictionary)")
         return {"vocab_size": tgt_vocab_size, "tie_word_embeddings": True}
+
+    def hf_config(self, cfg: TransformerConfig, *, src_vocab_size: int, tgt_vocab_size: int, **extra: Any):
+        extra.pop("langs", None)  # FSMT's field; M2M100 names languages with tokens of its vocabulary
+        return super().hf_config(cfg, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, **extra)
 
     def embedding_map(self, cfg: TransformerConfig) -> tuple[list[Mapping], list[Mapping]]:
         return [one("encoder.embed_tokens.weight", "model.shared.weight")], []
