@@ -2,12 +2,18 @@
 #   make quickstart   set-up + a real training run on built-in data, on CPU
 #   make test         set-up + the whole test suite
 #   make test-fast    the suite without launchers, several processes or SLURM (markers launcher, slurm)
+#   make gpu-wheels   here: the wheels a GPU machine without network lacks, into .gpu-wheels/
+#   make gpu-check    on a CUDA machine: every GPU figure in one command (README "GPU check");
+#                     DRY_RUN=1: the same script on CPU at tiny sizes, results in a temp folder
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # the CPU build of torch: a plain `pip install torch` on Linux pulls a multi-GB CUDA build
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup quickstart test test-fast lint clean
+# the GPU machine has no .venv: its python3 holds torch; GPU_PY= picks another
+GPU_PY ?= $(if $(DRY_RUN),$(if $(wildcard $(PY)),$(PY),python3),python3)
+
+.PHONY: setup quickstart test test-fast lint clean gpu-wheels gpu-check
 
 setup: $(VENV)/.installed
 
@@ -15,7 +21,7 @@ $(VENV)/.installed: setup.py Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,triton]"
+	$(PY) -m pip install -q -e ".[dev,triton,plot,wandb]"
 	touch $@
 
 quickstart: setup
@@ -27,8 +33,15 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not launcher and not slurm"
 
+gpu-wheels: setup
+	$(PY) benchmarks/gpu/wheels.py --dest .gpu-wheels
+
+gpu-check:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PY) benchmarks/gpu/check.py \
+		$(if $(DRY_RUN),--dry-run) $(if $(COPY_TO),--copy-to $(COPY_TO))
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) quickstart build *.egg-info
+	rm -rf $(VENV) quickstart build *.egg-info .gpu-check

@@ -37,6 +37,8 @@ setup(
     extras_require={
         "triton": ["triton>=3.0"],
         "dev": ["pytest", "pytest-timeout", "ruff", "tensorboard"],
+        "plot": ["matplotlib"],  # bigseq plot
+        "wandb": ["wandb"],  # --wandb-project
     },
     entry_points={"console_scripts": ["bigseq = bigseq.cli.main:main"]},
     **cuda_build_args(),

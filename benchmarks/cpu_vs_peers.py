@@ -1,5 +1,9 @@
 """CPU training throughput of bigseq vs fairseq-train vs the HF Trainer: same model, same data.
 
+Also on 2 ranks of DeepSpeed ZeRO-2 (the set-up a user would pick for multi-rank training): HF Trainer
+with `deepspeed=` against `bigseq train --zero-stage 2`, both under the `deepspeed` launcher, same
+global batch, each rank with half the cores.
+
     .venv/bin/python benchmarks/cpu_vs_peers.py            # all runs, ~5 min after a one-time setup
     .venv/bin/python benchmarks/cpu_vs_peers.py --only bigseq   # prints its rows, writes no file
 
@@ -16,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import shlex
+import socket
 import sys
 import time
 from pathlib import Path
@@ -41,7 +47,7 @@ from peers.report import (  # noqa: E402
 
 BASELINE = "fairseq-train fp32"
 TOKENS_PER_UPDATE = 8 * 256  # batch 8 x 256 tokens per sample
-TOOLS = ("fairseq", "hf", "bigseq")
+TOOLS = ("fairseq", "hf", "bigseq", "hf-zero2", "bigseq-zero2")
 MODEL_FLAGS = ["--decoder-layers", "4", "--decoder-embed-dim", "256", "--decoder-attention-heads", "4",
                "--decoder-ffn-embed-dim", "1024", "--share-decoder-input-output-embed", "--dropout", "0.1"]
 
@@ -93,18 +99,37 @@ def planned_runs(args, fairseq_bin: Path, data_dir: Path, vocab: int) -> list[tu
                                 *MODEL_FLAGS, *FAIRSEQ_GPT2_STYLE_FLAGS,
                                 *common, "--cpu",
                                 "--save-dir", str(args.work_dir / "fairseq-ckpt")], {}))
+    hf = [str(BENCH_DIR / "peers" / "hf_trainer_run.py"), str(data_dir), "--max-update", max_update,
+          "--vocab-size", str(vocab)]
     if "hf" in args.tools:
-        hf = [sys.executable, "-m", "peers.hf_trainer_run", str(data_dir), "--max-update", max_update,
-              "--vocab-size", str(vocab)]
-        env = {"PYTHONPATH": str(BENCH_DIR)}
-        runs += [("HF Trainer fp32", hf, env), ("HF Trainer bf16", hf + ["--bf16"], env)]
+        runs += [("HF Trainer fp32", [sys.executable, *hf], {}),
+                 ("HF Trainer bf16", [sys.executable, *hf, "--bf16"], {})]
     if "bigseq" in args.tools:
         bigseq = Path(sys.executable).parent / "bigseq"
         for precision in ("fp32", "bf16"):
             runs.append((f"bigseq {precision}", [str(bigseq), "train", str(data_dir), "--arch", "gpt2_tiny",
                                                  *MODEL_FLAGS, *common, "--precision", precision,
                                                  "--save-dir", str(args.work_dir / f"bigseq-ckpt-{precision}")], {}))
+    # 2 ranks under the deepspeed launcher, half the cores each (the launcher would give each rank all of them)
+    two_ranks = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // 2))}
+    for precision in ("fp32", "bf16"):
+        if "hf-zero2" in args.tools:
+            runs.append((f"HF Trainer + DeepSpeed ZeRO-2, 2 ranks {precision}",
+                         [*deepspeed_launcher(), *hf, "--zero-stage", "2",
+                          *(["--bf16"] if precision == "bf16" else [])], two_ranks))
+        if "bigseq-zero2" in args.tools:
+            runs.append((f"bigseq ZeRO-2, 2 ranks {precision}",
+                         [*deepspeed_launcher(), str(REPO_ROOT / "launch" / "train.py"), str(data_dir), "--arch",
+                          "gpt2_tiny", *MODEL_FLAGS, *common, "--precision", precision, "--zero-stage", "2",
+                          "--save-dir", str(args.work_dir / f"bigseq-zero2-ckpt-{precision}")], two_ranks))
     return runs
+
+
+def deepspeed_launcher() -> list[str]:
+    with socket.socket() as s:  # a free port per run: a killed run's launcher may hold its port a while
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(port)]
 
 
 def shown(command: list[str]) -> str:
@@ -155,6 +180,9 @@ def setup_notes(args, data: dict) -> list[str]:
         "AdamW) with weight decay 0 (= Adam), constant LR, "
         "max_grad_norm 0, `use_cpu=True`, `bf16=True` for the bf16 row (CPU autocast)",
         "bigseq: `bigseq train --arch gpt2_tiny` with the same model flags, `--precision fp32|bf16`",
+        "2 ranks: both under `deepspeed --num_gpus 2` (gloo), DeepSpeed ZeRO-2, the same global batch of 8 (4 per "
+        "rank), OMP_NUM_THREADS = half the cores per rank; HF Trainer gets `deepspeed=` a ZeRO-2 config whose "
+        "'auto' values it fills (its own AdamW, `zero_allow_untested_optimizer`); bigseq `--zero-stage 2`",
         f"timing: {args.warmup} warmup updates, then {args.updates} timed; fairseq-train/bigseq log every "
         f"{args.log_interval} updates, the HF runner prints every update; torch's default threads (one per core)",
     ]

@@ -33,6 +33,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmark
 from e2e.convert_memory import MIB, measure, write_synthetic_llama  # noqa: E402
 
 from bigseq.checkpoint.hf_write import parse_size  # noqa: E402
+from bigseq.distributed.cpu_features import describe_cpu  # noqa: E402
 
 
 def _git(*args: str) -> str:
@@ -50,11 +51,6 @@ def _weights(folder: str) -> str:
     files = [f for f in os.listdir(folder) if f.endswith(".safetensors")]
     size = sum(os.path.getsize(os.path.join(folder, f)) for f in files) / MIB
     return f"{len(files)} file{'s' if len(files) > 1 else ''}, {size:.0f} MiB"
-
-
-def _cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
 
 
 def main() -> None:
@@ -96,7 +92,7 @@ def main() -> None:
 
     report.write(
         args.out, "`bigseq convert from-hf` / `to-hf`: peak RAM and time (CPU)",
-        f"CPU: {_cpu_model()}. Synthetic Llama {args.layers} x 1024 (ffn 2816, vocab 32000, untied), bf16, "
+        f"CPU: {describe_cpu()}. Synthetic Llama {args.layers} x 1024 (ffn 2816, vocab 32000, untied), bf16, "
         f"{total:.0f} MiB in {sizes['shards']} input shards; largest tensor {largest:.1f} MiB. Before: commit "
         f"{before_commit[:7]} (whole state dict in memory, fp32 out; its to-hf body run on the consolidated folder "
         f"because that commit's to-hf takes only training checkpoints). After: this commit, "

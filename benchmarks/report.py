@@ -9,6 +9,8 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bigseq.distributed.cpu_features import describe_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,7 +32,8 @@ def write(out: str, title: str, setup: str, command: str, table: list[str], read
     """out: '# title', the date / commit / machine line followed by `setup`, the command, the table, the reading."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or "unknown"
-    when = f"{datetime.now(timezone.utc):%Y-%m-%d}, commit {commit}, {platform.machine()}, {os.cpu_count()} cores."
+    when = f"{datetime.now(timezone.utc):%Y-%m-%d}, commit {commit}, {platform.machine()}, "
+    when += f"{describe_cpu()}, {os.cpu_count()} cores."
     lines = [f"# {title}", "", f"{when} {setup}", "", f"Command: `{command}`", "", *table, "", f"Reading: {reading}"]
     Path(out).write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")

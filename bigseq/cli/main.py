@@ -16,6 +16,7 @@ COMMANDS = {
     "convert": ("bigseq.cli.convert", "Universal (any world size), safetensors and HF conversions of checkpoints"),
     "average-checkpoints": ("bigseq.cli.average_checkpoints", "Average the weights of several checkpoints of a run"),
     "estimate-memory": ("bigseq.cli.estimate_memory", "Per-device memory of a run by ZeRO stage, and which stages fit"),
+    "plot": ("bigseq.cli.plot", "Training curves of runs' --log-file JSON lines, overlaid, into an image"),
 }
 
 

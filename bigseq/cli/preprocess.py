@@ -1,6 +1,7 @@
-"""``bigseq preprocess``: tokenize raw text into a bigseq data directory.
+"""``bigseq preprocess``: tokenize raw text (or parallel text, with -s/-t) into a data directory.
 
     bigseq preprocess --trainpref train.txt --validpref valid.txt --destdir data-bin [--vocab-size 32000]
+    bigseq preprocess -s de -t en --trainpref bpe/train --validpref bpe/valid --destdir data-bin [--joined-dictionary]
 """
 
 from __future__ import annotations

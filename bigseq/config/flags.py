@@ -3,6 +3,7 @@
 A config is a ``@dataclass(kw_only=True)`` whose fields carry a docstring (a
 string literal on the line after the field) that becomes the flag's --help
 text. ``--decoder-layers`` is the flag of field ``decoder_layers``.
+A field's ``metadata={"aliases": ("-s",)}`` adds short forms (fairseq's ``-s/-t``).
 One level of nesting (``section(...)``, see fields.py): a nested config's fields get
 its prefix, so ``cfg.encoder.embed_dim`` is ``--encoder-embed-dim`` (fairseq's flat
 names). Precedence: dataclass default (or the named architecture) < YAML < flags.
@@ -134,8 +135,9 @@ def _add_flag(group, f: dataclasses.Field, name: str, tp, doc: str) -> None:
                            default=argparse.SUPPRESS, help=help_text)
     else:
         conv, choices, nargs = _converter(tp, flag_name(name))
-        group.add_argument(flag_name(name), dest=name, type=conv, choices=choices, nargs=nargs,
-                           default=argparse.SUPPRESS, help=help_text, metavar=None if choices else name.upper())
+        group.add_argument(flag_name(name), *f.metadata.get("aliases", ()), dest=name, type=conv, choices=choices,
+                           nargs=nargs, default=argparse.SUPPRESS, help=help_text,
+                           metavar=None if choices else name.upper())
 
 
 def build_config(cls: type, base: Any, values: dict[str, Any], prefix: str = ""):

@@ -23,6 +23,8 @@ class CommonConfig:
     """Also write every logged stats record to this file as JSON lines."""
     tensorboard_logdir: str | None = None
     """Write TensorBoard scalars under this folder."""
+    wandb_project: str | None = None
+    """Also log every stats record to this Weights & Biases project (pip install bigseq[wandb])."""
     max_nonfinite_updates: int = 5
     """Stop with an error after this many consecutive updates with a non-finite loss (each is skipped)."""
 

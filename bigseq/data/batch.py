@@ -3,7 +3,7 @@
 A batch is this rank's slice of one global micro-batch. ``global_ntokens`` counts
 the targets of the whole global micro-batch (every rank's slice), so the trainer
 can scale each loss to the mean over the global batch without communication.
-Legend: B rows, T time.
+Legend: B rows, T time (S: source time of a seq2seq batch).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class LMBatch:
     positions: torch.Tensor | None = None
     """(B, T) position of each token inside its document; None: 0..T-1 on every row."""
     cu_seqlens: torch.Tensor | None = None
-    """Document boundaries of packed rows (cumulative lengths over the flattened batch); None: one per row."""
+    """(D + 1,) int32 document starts over the flattened B * T tokens, then B * T; None: one per row."""
 
     @property
     def net_input(self) -> dict[str, Any]:
@@ -40,7 +40,37 @@ class LMBatch:
         out: dict[str, Any] = {"src_tokens": self.tokens}
         if self.positions is not None:
             out["positions"] = self.positions
+        if self.cu_seqlens is not None:
+            out["cu_seqlens"] = self.cu_seqlens
         return out
+
+
+@dataclass
+class Seq2SeqBatch:
+    """fairseq's translation sample: eos ends every line, decoding starts from eos (no bos)."""
+
+    ids: torch.Tensor
+    """(B,) line numbers in the split; -1 marks the one filler row of a rank left without samples."""
+    src_tokens: torch.Tensor
+    """(B, S) source tokens, each ending with eos; left padded unless --no-left-pad-source."""
+    src_lengths: torch.Tensor
+    """(B,) non-pad source tokens per row."""
+    prev_output_tokens: torch.Tensor
+    """(B, T) the decoder's input: the target shifted right, eos moved to the front (teacher forcing)."""
+    targets: torch.Tensor
+    """(B, T) target tokens ending with eos, padded with pad (right unless --left-pad-target)."""
+    ntokens: int
+    """Non-pad targets of this slice."""
+    nsentences: int
+    """Sentence pairs in this slice (0 for the filler row)."""
+    global_ntokens: int
+    """Non-pad targets of the global micro-batch, all ranks' slices together."""
+
+    @property
+    def net_input(self) -> dict[str, Any]:
+        """The model's keyword inputs (fairseq's net_input)."""
+        return {"src_tokens": self.src_tokens, "src_lengths": self.src_lengths,
+                "prev_output_tokens": self.prev_output_tokens}
 
 
 class Dataset(Protocol):
@@ -50,11 +80,19 @@ class Dataset(Protocol):
     """Padded width of each sample in a batch (what --max-tokens counts)."""
     target_lengths: np.ndarray
     """Targets each sample contributes to the loss (what global_ntokens sums)."""
+    sort_keys: tuple[np.ndarray, ...] | None
+    """None: micro-batches take samples in the epoch's shuffled order (LM blocks). Else the shuffled
+    samples are stably sorted by each key in turn (the last key decides first), cut into
+    micro-batches and the micro-batches shuffled: fairseq's length-bucketed batches (seq2seq)."""
 
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: int) -> Any: ...
 
-    def collate(self, samples: list, ids: np.ndarray, *, width: int, global_ntokens: int) -> Any:
+    def batch_width(self, ids: np.ndarray) -> Any:
+        """The padded width(s) of the global micro-batch ``ids``, handed to ``collate`` as ``width``."""
+        ...
+
+    def collate(self, samples: list, ids: np.ndarray, *, width: Any, global_ntokens: int) -> Any:
         """This rank's samples -> one batch padded to ``width``; no samples -> one all-pad row."""
         ...

@@ -4,6 +4,13 @@
 ranks). A global micro-batch is cut into ``dp_size`` contiguous slices and rank
 r takes slice r, so concatenating the slices of all ranks gives the micro-batch
 that a single process would see.
+
+Seq2seq data is batched as fairseq batches it: the epoch's shuffled samples are
+stably sorted by length, cut by the same rules, and the micro-batches shuffled
+(``plan_sorted_micro_batches``). Those micro-batches are cut without regard to
+``dp_size`` (fairseq's --required-batch-size-multiple 1), so they are the same on
+every world size even with --max-tokens; the rank slices then differ by at most one
+sentence (a rank left without any gets a filler row that adds nothing to the loss).
 """
 
 from __future__ import annotations
@@ -64,6 +71,23 @@ def plan_micro_batches(order: np.ndarray, src_lengths: np.ndarray, *, batch_size
         return batches + ([tail] if len(tail) else [])
     return _greedy_max_tokens(order, src_lengths, limit=limit, max_tokens=max_tokens, dp_size=dp_size,
                               drop_last=drop_last)
+
+
+def plan_sorted_micro_batches(order: np.ndarray, sort_keys: tuple[np.ndarray, ...], lengths: np.ndarray, *,
+                              batch_size: int | None, max_tokens: int | None, seed: int, epoch: int,
+                              shuffle: bool) -> list[np.ndarray]:
+    """Length-bucketed global micro-batches: ``order`` stably sorted by each key in turn (the last
+    decides first, fairseq's ordered_indices), cut as ``plan_micro_batches`` cuts (--max-tokens
+    counts sentences x the longest) for one rank, then shuffled as whole micro-batches when
+    ``shuffle``. No sample is dropped: the last micro-batch holds the longest samples."""
+    for key in sort_keys:
+        order = order[np.argsort(key[order], kind="stable")]
+    batches = plan_micro_batches(order, lengths, batch_size=batch_size, max_tokens=max_tokens, dp_size=1,
+                                 drop_last=False)
+    if not shuffle:
+        return batches
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, epoch, 1])  # not the sample order's stream
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def _too_small(max_tokens: int, length: int, dp_size: int) -> BigseqError:

@@ -47,6 +47,13 @@ def best_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size < 65500 else np.int32)
 
 
+def fairseq_dtype(vocab_size: int) -> np.dtype:
+    """fairseq-preprocess's ``best_fitting_int_dtype(len(dict))``: uint16, uint32, else int64."""
+    if vocab_size < 65500:
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint32 if vocab_size < 2**32 - 1 else np.int64)
+
+
 def _corrupt(path: str, what: str) -> BigseqError:
     return BigseqError(f"{path}: {what}; the file is truncated or corrupt, re-run `bigseq preprocess` to rewrite it")
 

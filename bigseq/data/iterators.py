@@ -4,14 +4,17 @@ An update is ``update_freq`` consecutive global micro-batches; iterating an
 epoch yields one update at a time as a list of ``update_freq`` local batches,
 collated by the dataset (any ``bigseq.data.batch.Dataset``). The plan of an
 epoch depends on (seed, epoch) and the batch flags only, so every rank agrees
-on it, and with ``--batch-size`` it is the same on every world size. ``state_dict()`` records
-(epoch, updates done); loading it continues with exactly the next update.
+on it, and with ``--batch-size`` it is the same on every world size (length-sorted seq2seq
+data: with --max-tokens too, see batching.py). ``drop_last`` drops a partial last micro-batch
+(LM blocks) and a partial last update. ``state_dict()`` records (epoch, updates done);
+loading it continues with exactly the next update.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from bigseq.data import batching
 from bigseq.data.batch import Dataset
 from bigseq.data.batching import check_batch_args, epoch_order, plan_micro_batches, rank_slice
 from bigseq.errors import BigseqError
@@ -44,8 +47,13 @@ class EpochBatchIterator:
         """Updates of ``epoch``, each a list of global micro-batches (arrays of sample ids)."""
         if self._cached is None or self._cached[0] != epoch:
             order = epoch_order(len(self.dataset), seed=self.seed, epoch=epoch, shuffle=self.shuffle)
-            micro = plan_micro_batches(order, self.dataset.lengths, batch_size=self.batch_size,
-                                       max_tokens=self.max_tokens, dp_size=self.dp_size, drop_last=self.drop_last)
+            if self.dataset.sort_keys is None:
+                micro = plan_micro_batches(order, self.dataset.lengths, batch_size=self.batch_size,
+                                           max_tokens=self.max_tokens, dp_size=self.dp_size, drop_last=self.drop_last)
+            else:
+                micro = batching.plan_sorted_micro_batches(
+                    order, self.dataset.sort_keys, self.dataset.lengths, batch_size=self.batch_size,
+                    max_tokens=self.max_tokens, seed=self.seed, epoch=epoch, shuffle=self.shuffle)
             f = self.update_freq
             updates = [micro[i:i + f] for i in range(0, len(micro), f)]
             if updates and self.drop_last and len(updates[-1]) < f:
@@ -79,7 +87,7 @@ class EpochBatchIterator:
 
     def local_micro_batch(self, global_ids: np.ndarray):
         """This rank's slice of a global micro-batch, padded as wide as the whole micro-batch's longest."""
-        width = self.pad_to_length or int(self.dataset.lengths[global_ids].max())
+        width = self.pad_to_length or self.dataset.batch_width(global_ids)
         ids = rank_slice(global_ids, self.dp_rank, self.dp_size)
         return self.dataset.collate([self.dataset[i] for i in ids], ids, width=width,
                                     global_ntokens=int(self.dataset.target_lengths[global_ids].sum()))

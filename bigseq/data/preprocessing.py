@@ -1,5 +1,8 @@
 """``bigseq preprocess``: raw text -> tokenizer + mmap ``.bin/.idx`` splits + metadata.json.
 
+With ``-s/-t`` it binarizes parallel text instead, as fairseq-preprocess does
+(``bitext_preprocessing.py``); what follows is the monolingual (LM) path.
+
 Each split is read with HF ``datasets``, tokenized in a batched, parallel
 ``map`` (``encode_batch_fast``), and streamed into an mmap dataset where every
 document is its tokens followed by eos. Everything is first written into a
@@ -15,12 +18,14 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import datasets
 from tqdm import tqdm
 
 from bigseq.data import indexed_dataset
+from bigseq.data.bitext_preprocessing import check_bitext_config, preprocess_bitext
 from bigseq.data.metadata import METADATA_FILE, METADATA_VERSION, write_metadata
 from bigseq.data.sources import Source, load_source, resolve_source
 from bigseq.data.tokenizer import Tokenizer
@@ -33,17 +38,42 @@ DEFAULT_VOCAB_SIZE = 32000
 class PreprocessConfig:
     trainpref: str | None = None
     """Training data: a text file or glob (one document per line), json:PATH_OR_GLOB,
-    parquet:PATH_OR_GLOB, or a folder saved with datasets.save_to_disk."""
+    parquet:PATH_OR_GLOB, or a folder saved with datasets.save_to_disk. With -s/-t: the prefix
+    of the PREFIX.SRC and PREFIX.TGT files (one sentence per line)."""
     validpref: str | None = None
-    """Validation data (same forms as --trainpref)."""
+    """Validation data (same forms as --trainpref); with -s/-t comma-separated prefixes give valid, valid1, ..."""
     testpref: str | None = None
-    """Test data (same forms as --trainpref)."""
+    """Test data (same forms as --validpref)."""
     destdir: str = "data-bin"
-    """Output folder: {train,valid,test}.bin/.idx, tokenizer.json, metadata.json."""
+    """Output folder: {train,valid,test}.bin/.idx, tokenizer.json, metadata.json (with -s/-t: fairseq's files)."""
     vocab_size: int | None = None
     """Train a byte-level BPE tokenizer of this many tokens on the training data (default 32000)."""
     tokenizer_dir: str | None = None
     """Use this tokenizer (a folder with a tokenizer.json, e.g. saved by transformers) instead of training one."""
+    tokenizer: Literal["none", "train"] | None = None
+    """How text becomes ids: 'train' a byte-level BPE (the default without -s/-t), or 'none': the text
+    is already tokenized/BPE'd and whitespace tokens are looked up in a dictionary (the default with
+    -s/-t, as fairseq-preprocess). --tokenizer-dir loads a tokenizer instead."""
+    source_lang: str | None = field(default=None, metadata={"aliases": ("-s",)})
+    """Source language: binarize parallel text PREFIX.SRC/PREFIX.TGT as fairseq-preprocess does."""
+    target_lang: str | None = field(default=None, metadata={"aliases": ("-t",)})
+    """Target language (with -s)."""
+    joined_dictionary: bool = False
+    """One dictionary (or one tokenizer) for both languages, built from both training sides."""
+    srcdict: str | None = None
+    """Reuse this source dictionary (fairseq dict.txt) instead of building one."""
+    tgtdict: str | None = None
+    """Reuse this target dictionary (fairseq dict.txt) instead of building one."""
+    nwordssrc: int = -1
+    """Source dictionary size, specials included (-1: every token); with --tokenizer train, its vocabulary size."""
+    nwordstgt: int = -1
+    """Target dictionary size, specials included (-1: every token); with --tokenizer train, its vocabulary size."""
+    thresholdsrc: int = 0
+    """Source tokens seen fewer times than this become <unk>."""
+    thresholdtgt: int = 0
+    """Target tokens seen fewer times than this become <unk>."""
+    padding_factor: int = 8
+    """Pad dictionaries with madeupwordNNNN to a multiple of this size."""
     workers: int = 1
     """Parallel processes for reading and tokenizing."""
     text_column: str = "text"
@@ -53,6 +83,11 @@ class PreprocessConfig:
 
 
 def _check_config(cfg: PreprocessConfig) -> dict[str, Source]:
+    bitext_only = [f for f in ("joined_dictionary", "srcdict", "tgtdict") if getattr(cfg, f)]
+    bitext_only += [f for f in ("nwordssrc", "nwordstgt", "thresholdsrc", "thresholdtgt") if getattr(cfg, f) > 0]
+    if bitext_only or cfg.tokenizer == "none":
+        flags = ", ".join("--" + f.replace("_", "-") for f in bitext_only) or "--tokenizer none"
+        raise BigseqError(f"{flags}: for parallel text only; add -s SRC -t TGT")
     if not cfg.trainpref:
         raise BigseqError("--trainpref is required (the training text, e.g. --trainpref data/train.txt)")
     if cfg.vocab_size is not None and cfg.tokenizer_dir is not None:
@@ -130,6 +165,13 @@ def _get_tokenizer(cfg: PreprocessConfig, train_ds, column: str) -> Tokenizer:
 
 def preprocess(cfg: PreprocessConfig) -> dict:
     """Run the whole pipeline; returns the metadata written to DESTDIR/metadata.json."""
+    if cfg.source_lang is not None or cfg.target_lang is not None:
+        mode, splits = check_bitext_config(cfg)
+        staging = _make_staging(cfg.destdir)
+        try:
+            return preprocess_bitext(cfg, staging, mode, splits)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     sources = _check_config(cfg)
     staging = _make_staging(cfg.destdir)
     bars_were_enabled = datasets.is_progress_bar_enabled()

@@ -20,7 +20,8 @@ def stat_value(value: Any) -> Any:
 
 
 def format_stat(value: Any, key: str | None = None) -> str:
-    """Floats to 4 significant figures (integers above 1000), ints plain, seconds as '12s'."""
+    """For a person: floats to 3 significant digits without exponents ('0.0000863', '5.12', '4,520'),
+    ints plain, seconds as '12s'."""
     value = stat_value(value)
     if isinstance(value, bool) or not isinstance(value, Number):
         return str(value)
@@ -28,11 +29,32 @@ def format_stat(value: Any, key: str | None = None) -> str:
         return f"{round(float(value))}s"
     if isinstance(value, int):
         return str(value)
-    if not math.isfinite(value):
-        return str(value)
+    return _three_digits(float(value))
+
+
+def _three_digits(value: float) -> str:
+    if not math.isfinite(value) or value == 0:
+        return f"{value:g}"
     if abs(value) >= 1000:
-        return str(round(value))
-    return f"{value:.4g}"
+        return f"{round(value):,}"
+    if abs(value) < 1e-6:  # fixed point would be a row of zeros
+        return f"{value:.2e}"
+    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+_FLOP_UNITS = ((1e15, "PFLOP/s"), (1e12, "TFLOP/s"), (1e9, "GFLOP/s"), (1e6, "MFLOP/s"), (1e3, "kFLOP/s"))
+
+
+def format_pair(key: str, value: Any) -> str:
+    """'key value' for the console; model TFLOP/s ('tflops') in the unit that keeps 1-3 digits before the point."""
+    value = stat_value(value)
+    if key == "tflops" and isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+        flops = value * 1e12
+        scale, unit = next(((s, u) for s, u in _FLOP_UNITS if flops >= s), _FLOP_UNITS[-1])
+        return f"model {_three_digits(flops / scale)} {unit}"
+    return f"{key} {format_stat(value, key)}"
 
 
 def json_value(value: Any) -> Any:

@@ -4,7 +4,8 @@ A bar wraps the iterable of one epoch (one item per update). ``log(stats, tag,
 step)`` reports a log interval; ``print(stats, tag, step)`` a summary (end of
 epoch, validation). Every record also goes to ``log_file`` (JSON lines, same
 content as the json format) and to TensorBoard (``tensorboard_logdir/<tag>``,
-x axis = ``step``). Only the process with ``enabled=True`` (rank 0) writes.
+x axis = ``step``) and Weights & Biases (``wandb_project``, keys ``<tag>/<stat>``).
+Only the process with ``enabled=True`` (rank 0) writes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 from bigseq.errors import BigseqError
 from bigseq.logging import sinks
-from bigseq.logging.format import format_stat, json_value
+from bigseq.logging.format import format_pair, json_value
 
 FORMATS = ("tqdm", "simple", "json", "none")
 
@@ -23,7 +24,8 @@ FORMATS = ("tqdm", "simple", "json", "none")
 def progress_bar(iterable: Iterable, *, log_format: str | None = None, log_interval: int = 100,
                  epoch: int | None = None, prefix: str | None = None, total: int | None = None,
                  log_file: str | None = None, tensorboard_logdir: str | None = None,
-                 enabled: bool = True, stream=None, start: int = 0) -> "BaseProgressBar":
+                 wandb_project: str | None = None, enabled: bool = True, stream=None,
+                 start: int = 0) -> "BaseProgressBar":
     """A progress bar over ``iterable``; ``log_format=None``: tqdm on a terminal, simple otherwise.
 
     ``start``: items already done before ``iterable`` begins (an epoch resumed mid-way)."""
@@ -35,10 +37,13 @@ def progress_bar(iterable: Iterable, *, log_format: str | None = None, log_inter
         raise BigseqError(f"--log-format {log_format}: unknown; choose one of {', '.join(FORMATS)}")
     if tensorboard_logdir:
         sinks.check_tensorboard_available()
+    if wandb_project:
+        sinks.check_wandb_available()
     cls = {"tqdm": TqdmProgressBar, "simple": SimpleProgressBar, "json": JsonProgressBar,
            "none": BaseProgressBar}[log_format]
     return cls(iterable, epoch=epoch, prefix=prefix, total=total, log_interval=log_interval,
-               log_file=log_file, tensorboard_logdir=tensorboard_logdir, stream=stream, start=start)
+               log_file=log_file, tensorboard_logdir=tensorboard_logdir, wandb_project=wandb_project,
+               stream=stream, start=start)
 
 
 class BaseProgressBar:
@@ -46,12 +51,13 @@ class BaseProgressBar:
 
     def __init__(self, iterable: Iterable, *, epoch: int | None = None, prefix: str | None = None,
                  total: int | None = None, log_interval: int = 100, log_file: str | None = None,
-                 tensorboard_logdir: str | None = None, stream=None, start: int = 0):
+                 tensorboard_logdir: str | None = None, wandb_project: str | None = None, stream=None,
+                 start: int = 0):
         self.iterable = iterable
         self.epoch, self.prefix, self.log_interval = epoch, prefix, log_interval
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
         self.n = start  # items done so far: updates done in this epoch
-        self.log_file, self.tensorboard_logdir = log_file, tensorboard_logdir
+        self.log_file, self.tensorboard_logdir, self.wandb_project = log_file, tensorboard_logdir, wandb_project
         self._stream = stream
 
     @property
@@ -117,7 +123,7 @@ class BaseProgressBar:
 
     @staticmethod
     def stats_parts(stats: dict[str, Any]) -> list[str]:
-        return [f"{k} {format_stat(v, k)}" for k, v in stats.items()]
+        return [format_pair(k, v) for k, v in stats.items()]
 
     def _to_sinks(self, record, stats, tag, step) -> None:
         if self.log_file:
@@ -125,13 +131,15 @@ class BaseProgressBar:
         if self.tensorboard_logdir:
             sinks.write_tensorboard(self.tensorboard_logdir, tag or "train", stats,
                                     step if step is not None else self.n)
+        if self.wandb_project:
+            sinks.write_wandb(self.wandb_project, tag or "train", stats, step if step is not None else self.n)
 
     def _write(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
 
 
 class SimpleProgressBar(BaseProgressBar):
-    """One line per log interval: ``epoch 001 | update 10/200 | loss 5.123 | ...``."""
+    """One line per log interval: ``epoch 001 | update 10/200 | loss 5.12 | ...``."""
 
     def _show_interval(self, stats, record) -> None:
         self._write(" | ".join(self.line_prefix(inner=True) + self.stats_parts(stats)))

@@ -1,4 +1,4 @@
-"""Where stats records go besides the console: a JSON-lines file and TensorBoard."""
+"""Where stats records go besides the console: a JSON-lines file, TensorBoard, Weights & Biases."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from bigseq.logging.format import stat_value
 # one SummaryWriter per (logdir, tag) for the whole process: progress bars come and go
 # every epoch, and a new writer would start a new event file each time
 _TB_WRITERS: dict[tuple[str, str], Any] = {}
+# one wandb run per process and project, for the same reason
+_WANDB_RUNS: dict[str, Any] = {}
 
 
 def append_json_line(path: str, record: dict[str, Any]) -> None:
@@ -59,3 +61,35 @@ def close_tensorboard_writers() -> None:
     for writer in _TB_WRITERS.values():
         writer.close()
     _TB_WRITERS.clear()
+
+
+def _wandb():
+    try:
+        import wandb
+    except ImportError:
+        raise BigseqError("--wandb-project needs Weights & Biases; pip install 'bigseq[wandb]' (or pip install "
+                          "wandb)") from None
+    return wandb
+
+
+def check_wandb_available() -> None:
+    _wandb()
+
+
+def write_wandb(project: str, tag: str, stats: dict[str, Any], step: int) -> None:
+    """The numeric stats as ``<tag>/<stat>`` (fairseq's keys) at x = ``step`` (the update)."""
+    if project not in _WANDB_RUNS:
+        run = _wandb().init(project=project)
+        run.define_metric("update")
+        run.define_metric("*", step_metric="update")  # charts against updates, like the other sinks
+        _WANDB_RUNS[project] = run
+    values = {f"{tag}/{k}": v for k, v in ((k, stat_value(v)) for k, v in stats.items())
+              if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    # not wandb's step=: it must grow with every call, and a valid record shares its update with train's
+    _WANDB_RUNS[project].log({"update": step, **values})
+
+
+def finish_wandb_runs() -> None:
+    for run in _WANDB_RUNS.values():
+        run.finish()
+    _WANDB_RUNS.clear()

@@ -1,4 +1,4 @@
 """Tasks register themselves on import."""
 
-from bigseq.tasks import language_modeling  # noqa: F401
+from bigseq.tasks import language_modeling, translation  # noqa: F401
 from bigseq.tasks.base import Task, setup_task  # noqa: F401

@@ -8,7 +8,7 @@ import time
 from bigseq.checkpoint import manager as ckpt
 from bigseq.distributed.launch_env import device
 from bigseq.distributed.preemption import StopRequest, exit_preempted
-from bigseq.logging import progress_bar
+from bigseq.logging import finish_wandb_runs, progress_bar
 from bigseq.models.family import get_family
 from bigseq.training.throughput import Throughput
 
@@ -38,7 +38,8 @@ class Run:
         c = self.cfg.common
         return progress_bar(iterable, log_format=c.log_format, log_interval=c.log_interval, epoch=epoch,
                             prefix=prefix, total=total, log_file=c.log_file, start=start,
-                            tensorboard_logdir=c.tensorboard_logdir, enabled=self.env.is_main)
+                            tensorboard_logdir=c.tensorboard_logdir, wandb_project=c.wandb_project,
+                            enabled=self.env.is_main)
 
     def should_stop(self) -> bool:
         o = self.cfg.optimization
@@ -126,4 +127,5 @@ def train(cfg, trainer, task, env, resume_state: dict | None) -> Run:
         if at_epoch_end and epoch % cfg.checkpoint.save_interval == 0 or done:
             run.save()
     run.stop_request.restore()
+    finish_wandb_runs()  # uploads what is left; a preempted run exits above and wandb finishes it at exit
     return run

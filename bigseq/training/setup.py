@@ -11,9 +11,9 @@ from bigseq import tasks
 from bigseq.checkpoint import files as ckpt_files
 from bigseq.checkpoint import manager as ckpt
 from bigseq.checkpoint.rng import get_rng_state, set_rng_state
-from bigseq.distributed import cpu_allocator, quiet_deepspeed
+from bigseq.distributed import cpu_allocator, cpu_features, quiet_deepspeed
 from bigseq.distributed import engine as ds_engine
-from bigseq.distributed.launch_env import DistEnv, init_distributed
+from bigseq.distributed.launch_env import DistEnv, device, init_distributed
 from bigseq.training.pipeline_trainer import PipelineTrainer
 from bigseq.training.trainer import Trainer
 
@@ -68,6 +68,9 @@ def report(cfg, trainer: Trainer) -> None:
     lines = [f"model {cfg.names['arch']}: {trainer.num_params:,} parameters | world size {trainer.env.world_size} | "
              f"ZeRO {trainer.engine.zero_optimization_stage()} | precision {trainer.precision}",
              *trainer.startup_report()]
+    if trainer.precision == "bf16" and device().type == "cpu":
+        warning = cpu_features.bf16_warning(cpu_features.cpu_flags(), cpu_features.cpu_model())
+        lines += [warning] if warning else []
     if cfg.distributed.activation_checkpointing:
         lines.append(f"activation checkpointing: every {cfg.distributed.checkpoint_interval} layer(s)")
     for line in lines:

@@ -19,6 +19,9 @@ from bigseq.cli import eval_lm  # noqa: E402
 from bigseq.data.corpus import build_stdlib_corpus  # noqa: E402
 from bigseq.data.unigram import unigram_perplexity  # noqa: E402
 from bigseq.distributed import name_accelerator  # noqa: E402
+from bigseq.distributed.cpu_features import describe_cpu, fastest_cpu_precision  # noqa: E402
+from bigseq.errors import BigseqError  # noqa: E402
+from bigseq.logging.plot import plot_runs  # noqa: E402
 
 WORK = os.path.join(ROOT, "quickstart")
 PROMPT = "def read_config(path):\n    "
@@ -38,7 +41,11 @@ def main() -> None:
     train_txt, valid_txt = corpus.train_path, corpus.valid_path
     bigseq("preprocess", "--trainpref", train_txt, "--validpref", valid_txt, "--destdir", data,
            "--vocab-size", "4096", "--workers", "2")
-    bigseq("train", data, "--config", "launch/recipes/quickstart.yaml")
+    # bf16 only where the CPU has it natively: emulated bf16 is many times slower than fp32
+    precision = fastest_cpu_precision()
+    print(f"\nprecision {precision}: the faster one on this CPU ({describe_cpu()})", flush=True)
+    log = os.path.join(WORK, "train_log.jsonl")
+    bigseq("train", data, "--config", "launch/recipes/quickstart.yaml", "--precision", precision, "--log-file", log)
     print("\n$ bigseq eval-lm quickstart/checkpoints --gen-subset valid", flush=True)
     scores = eval_lm.main([os.path.join(WORK, "checkpoints"), "--gen-subset", "valid", "--log-format", "none"])
     bigseq("generate", os.path.join(WORK, "checkpoints"), "--prompt", PROMPT, "--max-new-tokens", "60",
@@ -47,6 +54,12 @@ def main() -> None:
     print(f"\nvalidation perplexity: {scores['ppl']:.2f}  (unigram baseline, a model that ignores context: "
           f"{baseline:.1f}; {baseline / scores['ppl']:.0f}x lower)")
     print(f"quickstart wall time: {time.time() - t0:.0f} s")
+    curves = os.path.join(WORK, "curves.png")  # beside quickstart/checkpoints
+    try:
+        plot_runs([log], curves, names=["quickstart"])
+        print(f"training curves: {os.path.relpath(curves, ROOT)} (bigseq plot {os.path.relpath(log, ROOT)})")
+    except BigseqError as e:
+        print(f"no training curves: {e}")
 
 
 if __name__ == "__main__":

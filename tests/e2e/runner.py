@@ -26,6 +26,12 @@ TINY = ["--arch", "llama_tiny", "--tokens-per-sample", "32", "--batch-size", "8"
         "--log-interval", "1", "--log-format", "json"]
 
 
+# a tiny translation model and token-bucketed batches
+TINY_TRANSLATION = ["--task", "translation", "--arch", "transformer_tiny", "--share-all-embeddings", "--criterion",
+                    "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--lr", "0.003", "--max-tokens", "400",
+                    "--log-interval", "1", "--log-format", "json"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -48,6 +54,21 @@ def write_corpus(folder: str, n_train: int = 600, n_valid: int = 60, seed: int =
                                      for _ in range(k)) + ".\n")
         paths.append(path)
     return paths[0], paths[1]
+
+
+def write_bitext(folder: str, seed: int = 0) -> str:
+    """A word-for-word fr -> en toy corpus ({train,valid,test}.{fr,en}), varied sentence lengths; -> its dir."""
+    rng = random.Random(seed)
+    words = {"le": "the", "chat": "cat", "chien": "dog", "mange": "eats", "voit": "sees", "poisson": "fish",
+             "petit": "small", "grand": "big", "un": "a", "et": "and"}
+    os.makedirs(folder, exist_ok=True)
+    for split, n in (("train", 400), ("valid", 40), ("test", 30)):
+        with open(os.path.join(folder, f"{split}.fr"), "w") as fr, open(os.path.join(folder, f"{split}.en"), "w") as en:
+            for _ in range(n):
+                sentence = [rng.choice(list(words)) for _ in range(rng.randint(2, 12))]
+                fr.write(" ".join(sentence) + "\n")
+                en.write(" ".join(words[w] for w in sentence) + "\n")
+    return folder
 
 
 def preprocess(raw_dir: str, dest: str, vocab_size: int = 300) -> str:
@@ -119,9 +140,10 @@ def run(cmd: list[str], *, check: bool = False, timeout: int = 600, env: dict | 
 
 
 def train(data: str, args: list[str], *, nproc: int = 1, launcher: str = "bigseq", log_file: str | None = None,
-          check: bool = True, timeout: int = 300, env: dict | None = None):
-    """Train through `bigseq train` (1 process), `deepspeed` or `torchrun`; returns the process."""
-    flags = [data, *TINY, *args] + (["--log-file", log_file] if log_file else [])
+          check: bool = True, timeout: int = 300, env: dict | None = None, base: list[str] = TINY):
+    """Train through `bigseq train` (1 process), `deepspeed` or `torchrun`; returns the process.
+    base: the flags before ``args`` (the tiny LM's; TINY_TRANSLATION for a translation model)."""
+    flags = [data, *base, *args] + (["--log-file", log_file] if log_file else [])
     if launcher == "bigseq":
         cmd = [os.path.join(BIN, "bigseq"), "train", *flags]
     elif launcher == "deepspeed":

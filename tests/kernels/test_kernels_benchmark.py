@@ -15,7 +15,7 @@ def test_benchmark_script_writes_its_table(tmp_path, capsys):
     out = tmp_path / "kernels.md"
     bench.main(["--tiny", "--out", str(out)])
     text = out.read_text()
-    for kernel in ("| attention |", "| cross_entropy |", "| linear_cross_entropy |"):
+    for kernel in ("| attention |", "| cross_entropy |", "| linear_cross_entropy |", "| decode_attention |"):
         assert kernel in text, f"no {kernel} row"
     assert "| triton" in text  # the kernels ran, not only the torch baseline
     if not torch.cuda.is_available():

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from bigseq.logging import AverageMeter, StopwatchMeter, TimeMeter, format_stat, meters
+from bigseq.logging.format import format_pair
 
 
 class FakeClock:
@@ -56,8 +57,9 @@ def test_stopwatch_sums_intervals(clock):
 
 
 @pytest.mark.parametrize("value,key,want", [
-    (5.12345, None, "5.123"), (167.83, None, "167.8"), (3e-4, None, "0.0003"), (1.2, None, "1.2"),
-    (4520.3, None, "4520"), (123456.7, None, "123457"), (7, None, "7"), (12.4, "wall", "12s"),
+    (5.12345, None, "5.12"), (167.83, None, "168"), (3e-4, None, "0.0003"), (8.629e-05, None, "0.0000863"),
+    (1.2, None, "1.2"), (-0.04567, None, "-0.0457"), (4520.3, None, "4,520"), (123456.7, None, "123,457"),
+    (7, None, "7"), (0.0, None, "0"), (2.5e-9, None, "2.50e-09"), (12.4, "wall", "12s"),
     (torch.tensor(2.5), None, "2.5"), ("fp16", None, "fp16"), (float("inf"), None, "inf"),
 ])
 def test_format_stat(value, key, want):
@@ -67,4 +69,13 @@ def test_format_stat(value, key, want):
 def test_format_stat_reads_meters():
     m = AverageMeter()
     m.update(0.123456)
-    assert format_stat(m) == "0.1235"
+    assert format_stat(m) == "0.123"
+
+
+@pytest.mark.parametrize("tflops,want", [
+    (8.629e-05, "model 86.3 MFLOP/s"), (0.0213, "model 21.3 GFLOP/s"), (312.4, "model 312 TFLOP/s"),
+    (1500.0, "model 1.5 PFLOP/s"), (0.0, "tflops 0"),
+])
+def test_flops_are_shown_in_the_unit_that_fits(tflops, want):
+    assert format_pair("tflops", tflops) == want
+    assert format_pair("lr", 8.629e-05) == "lr 0.0000863"

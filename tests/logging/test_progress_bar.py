@@ -23,7 +23,7 @@ def run_epoch(bar, n_log=10):
 def test_simple_one_readable_line_per_log():
     out = io.StringIO()
     run_epoch(progress_bar(range(20), log_format="simple", log_interval=10, epoch=1, stream=out))
-    stats = "loss 5.123 | ppl 167.8 | lr 0.0003 | gnorm 1.2 | tok/s 4520 | tflops 0.0213 | wall 12s"
+    stats = "loss 5.12 | ppl 168 | lr 0.0003 | gnorm 1.2 | tok/s 4,520 | model 21.3 GFLOP/s | wall 12s"
     assert out.getvalue().splitlines() == [
         f"epoch 001 | update 10/20 | {stats}",
         f"epoch 001 | update 20/20 | {stats}",
@@ -49,7 +49,7 @@ def test_tqdm_bar_shows_postfix_and_summary():
     with progress_bar(range(20), log_format="tqdm", epoch=1, stream=out) as bar:
         run_epoch(bar)
     text = out.getvalue()
-    assert "20/20" in text and "loss 5.123" in text and "epoch 001 | loss 4 | ppl 54.6" in text
+    assert "20/20" in text and "loss 5.12" in text and "epoch 001 | loss 4 | ppl 54.6" in text
 
 
 def test_default_format_is_simple_off_a_terminal(monkeypatch):
@@ -91,3 +91,26 @@ def test_missing_tensorboard_is_a_user_error(monkeypatch, tmp_path):
 def test_unknown_format_is_a_user_error():
     with pytest.raises(BigseqError, match="--log-format"):
         progress_bar([1], log_format="fancy")
+
+
+def test_wandb_gets_the_same_stats_offline(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb", reason="the optional wandb extra is not installed")
+    from bigseq.logging import finish_wandb_runs
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    runs, real_init = [], wandb.init
+    monkeypatch.setattr(wandb, "init", lambda **kw: runs.append(real_init(**kw)) or runs[-1])
+    run_epoch(progress_bar(range(20), log_format="none", epoch=1, wandb_project="bigseq-test"))
+    assert len(runs) == 1 and runs[0].project == "bigseq-test"
+    summary = dict(runs[0].summary)
+    assert summary["train_inner/loss"] == STATS["loss"] and summary["train_inner/tflops"] == STATS["tflops"]
+    assert summary["train/ppl"] == 54.6 and summary["update"] == 20
+    finish_wandb_runs()
+    assert [f.stat().st_size > 0 for f in tmp_path.glob("wandb/offline-run-*/run-*.wandb")] == [True]
+
+
+def test_wandb_missing_is_one_clear_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
+    with pytest.raises(BigseqError, match=r"--wandb-project needs Weights & Biases; pip install 'bigseq\[wandb\]'"):
+        progress_bar([1], log_format="simple", wandb_project="p", stream=io.StringIO())

@@ -140,6 +140,10 @@ class TransformerLMConfig:
     """With --checkpoint-activations: decoder layers per recomputed segment."""
     attention_impl: str = runtime("torch")
     """bigseq.kernels.attention implementation: auto, triton, cuda or torch."""
+    mlp_chunks: int = runtime(1)
+    """Run each feed-forward block over K slices of the tokens, each recomputed in the backward, so at long
+    sequences only one slice's ffn-wide activations exist at a time (DeepSpeed's TiledMLP; the tiled loss
+    is --fused-linear-ce)."""
 
     def __post_init__(self):
         check_config(self)

@@ -39,6 +39,8 @@ def check_config(cfg: TransformerLMConfig) -> None:
     _check_gemma_olmo_fields(cfg)
     if cfg.norm_eps <= 0 or cfg.init_std <= 0:
         raise BigseqError("--norm-eps and --init-std must be > 0")
+    if cfg.mlp_chunks < 1:
+        raise BigseqError(f"--mlp-chunks must be >= 1 (1: no tiling), got {cfg.mlp_chunks}")
     if cfg.vocab_size is not None and cfg.vocab_size < 1:
         raise BigseqError(f"--vocab-size must be >= 1, got {cfg.vocab_size}")
 

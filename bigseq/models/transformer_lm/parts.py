@@ -96,7 +96,8 @@ def build_decoder_layer(cfg: TransformerLMConfig, index: int,
         head_dim=cfg.decoder_head_dim, qkv_bias=cfg.uses_qkv_bias, out_bias=cfg.uses_out_bias,
         mlp_bias=cfg.uses_mlp_bias, qk_norm=cfg.qk_norm, window=cfg.layer_window(index),
         norm_placement=cfg.norm_placement, attn_softcap=cfg.attn_logit_softcap,
-        softmax_scale=None if cfg.query_pre_attn_scalar is None else cfg.query_pre_attn_scalar ** -0.5)
+        softmax_scale=None if cfg.query_pre_attn_scalar is None else cfg.query_pre_attn_scalar ** -0.5,
+        mlp_chunks=cfg.mlp_chunks)
 
 
 def build_final_norm(cfg: TransformerLMConfig) -> nn.Module:
