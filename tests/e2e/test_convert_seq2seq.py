@@ -1,6 +1,8 @@
-"""`bigseq convert from-hf | to-hf` of encoder-decoders through the CLI: an M2M100 folder in, a consolidated
-folder, an export with a data dir's tokenizer.json that AutoTokenizer loads as a fast tokenizer (FSMT's and
-M2M100's own tokenizer classes need vocabulary files bigseq does not write), and one-line refusals."""
+"""`bigseq convert` of encoder-decoders through the CLI: a trained translation model (post-norm: FSMT; pre-norm:
+M2M100) to a transformers folder with the same logits and back into training with --finetune-from-model; an
+M2M100 folder in, a consolidated folder, an export with a data dir's tokenizer.json that AutoTokenizer loads as
+a fast tokenizer (FSMT's and M2M100's own tokenizer classes need vocabulary files bigseq does not write), and
+one-line refusals."""
 
 import json
 import os
@@ -8,7 +10,7 @@ import os
 import pytest
 import torch
 
-from .runner import cli
+from .runner import TINY_TRANSLATION, cli, train, train_losses, write_bitext
 
 pytest.importorskip("transformers")
 
@@ -66,3 +68,44 @@ def test_from_hf_refuses_encoder_decoders_that_are_not_fairseqs_transformer(tmp_
     proc = cli("convert", "from-hf", str(tmp_path / "hf"), str(tmp_path / "out"))
     assert proc.returncode != 0 and field in proc.stderr and not (tmp_path / "out").exists()
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+PRENORM = ["--encoder-normalize-before", "--decoder-normalize-before"]
+
+
+@pytest.fixture(scope="module")
+def bitext(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bitext")
+    raw = write_bitext(str(root / "raw"))
+    dest = str(root / "data-bin")
+    cli("preprocess", "-s", "fr", "-t", "en", "--trainpref", f"{raw}/train", "--validpref", f"{raw}/valid",
+        "--destdir", dest, "--joined-dictionary", check=True)
+    return dest
+
+
+@pytest.mark.parametrize("norm,model_type", [([], "fsmt"), (PRENORM, "m2m_100")])
+def test_a_trained_translation_model_exports_with_its_logits_and_fine_tunes_back(bitext, tmp_path, norm,
+                                                                                   model_type):
+    import transformers
+
+    from bigseq.checkpoint.inference import load_for_inference
+    save, hf_dir = str(tmp_path / "save"), str(tmp_path / "hf")
+    train(bitext, ["--max-update", "6", "--save-dir", save, "--dropout", "0.0", *norm], base=TINY_TRANSLATION)
+    cli("convert", "to-hf", save, hf_dir, check=True)
+    _, task, ours, _ = load_for_inference(save)
+    hf = transformers.AutoModelForSeq2SeqLM.from_pretrained(hf_dir).eval()
+    assert hf.config.model_type == model_type and hf.config.pad_token_id == task.pad_idx == 1
+    generation = json.loads(open(os.path.join(hf_dir, "generation_config.json")).read())
+    assert generation["decoder_start_token_id"] == task.eos_idx and generation["early_stopping"] is True
+    src = torch.tensor([[1, 1, 4, 5, 6, 2], [7, 8, 9, 10, 11, 2]])  # left-padded, as the task pads sources
+    prev = torch.tensor([[2, 4, 5, 6], [2, 7, 8, 9]])
+    with torch.no_grad():
+        want = ours(src, None, prev)
+        got = hf(input_ids=src, attention_mask=src.ne(1), decoder_input_ids=prev, use_cache=False).logits
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    # --finetune-from-model HF_DIR starts from the trained weights: its first loss is far below a fresh model's
+    logs = {name: str(tmp_path / f"{name}.jsonl") for name in ("fresh", "tuned")}
+    for name, extra in (("fresh", []), ("tuned", ["--finetune-from-model", hf_dir])):
+        train(bitext, ["--max-update", "1", "--no-save", "--dropout", "0.0", *norm, *extra], base=TINY_TRANSLATION,
+              log_file=logs[name])
+    assert train_losses(logs["tuned"])[1] < train_losses(logs["fresh"])[1] - 0.3
