@@ -109,3 +109,23 @@ def test_a_trained_translation_model_exports_with_its_logits_and_fine_tunes_back
         train(bitext, ["--max-update", "1", "--no-save", "--dropout", "0.0", *norm, *extra], base=TINY_TRANSLATION,
               log_file=logs[name])
     assert train_losses(logs["tuned"])[1] < train_losses(logs["fresh"])[1] - 0.3
+
+
+def test_a_subword_model_exports_its_data_dirs_tokenizer(tmp_path):
+    """--tokenizer train --joined-dictionary: one byte-level BPE whose ids are the dictionary's; the export
+    carries it and transformers encodes the text to the ids the model was trained on."""
+    import transformers
+
+    from bigseq.data.tokenizer import Tokenizer
+    raw, data, save, hf_dir = (str(tmp_path / n) for n in ("raw", "data", "save", "hf"))
+    write_bitext(raw)
+    cli("preprocess", "-s", "fr", "-t", "en", "--trainpref", f"{raw}/train", "--validpref", f"{raw}/valid",
+        "--destdir", data, "--joined-dictionary", "--tokenizer", "train", "--vocab-size", "300", check=True)
+    train(data, ["--max-update", "2", "--save-dir", save], base=TINY_TRANSLATION)
+    cli("convert", "to-hf", save, hf_dir, check=True)
+    tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    ours = Tokenizer.load(data)
+    text = "le petit chat mange un poisson"
+    assert tok(text, add_special_tokens=False)["input_ids"] == ours.encode(text)
+    assert (tok.pad_token_id, tok.eos_token_id) == (1, 2) and tok.decode(ours.encode(text)) == text
+    assert transformers.AutoConfig.from_pretrained(hf_dir).model_type == "fsmt"
