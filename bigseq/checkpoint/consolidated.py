@@ -84,9 +84,19 @@ def load_consolidated(folder: str) -> tuple[dict, object, dict[str, torch.Tensor
         return info, model_cfg, {name: reader.get(name) for name in reader.names()}
 
 
+def new_model(model_name: str, model_cfg, info: dict) -> torch.nn.Module:
+    """The family's model, default-initialized, sized from config.json's info (an encoder-decoder's
+    source and target vocabularies are there, not in its config)."""
+    model_cls = get_family(model_name).model_cls
+    if "src_vocab_size" in info:
+        return model_cls(model_cfg, src_vocab_size=info["src_vocab_size"], tgt_vocab_size=info["tgt_vocab_size"],
+                         pad_idx=info["pad_idx"])
+    return model_cls(model_cfg, pad_idx=info.get("pad_idx"))
+
+
 def build_consolidated_model(folder: str) -> torch.nn.Module:
     """The model of a consolidated folder (fp32 parameters), weights loaded, in eval mode."""
     info, model_cfg, state = load_consolidated(folder)
-    model = get_family(info["model_name"]).model_cls(model_cfg, pad_idx=info.get("pad_idx"))
+    model = new_model(info["model_name"], model_cfg, info)
     model.load_state_dict(state, strict=True)
     return model.eval()
