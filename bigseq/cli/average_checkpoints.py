@@ -48,14 +48,12 @@ def main(argv=None, prog: str = "bigseq average-checkpoints"):
 
 
 def _fairseq_inputs(args) -> bool:
-    """fairseq .pt files, or one dir of them with a count, or a .pt output (mixed inputs are refused)."""
+    """fairseq .pt files, or one dir holding fairseq's checkpoint*.pt names (mixed inputs are refused)."""
     from bigseq.checkpoint.average_fairseq import EPOCH_PATTERN, UPDATE_PATTERN
     files = [p.endswith(".pt") for p in args.inputs]
     if any(files) and not all(files):
         raise BigseqError("--inputs mixes fairseq .pt files with bigseq checkpoints; average one kind at a time")
     if all(files) and files:
-        return True
-    if args.num_epoch_checkpoints is not None or args.output.endswith(".pt"):
         return True
     folder = args.inputs[0] if len(args.inputs) == 1 else None  # a fairseq save dir holds checkpoint*.pt files
     return bool(folder and os.path.isdir(folder) and any(EPOCH_PATTERN.match(n) or UPDATE_PATTERN.match(n)
