@@ -10,6 +10,8 @@ fairseq record and written back on export), LayerDrop and quant-noise.
 
 from __future__ import annotations
 
+import argparse
+
 from bigseq.checkpoint.fairseq_pickle import ModelArgs
 from bigseq.errors import BigseqError
 from bigseq.models.transformer.config import DecoderConfig, EncoderConfig, TransformerConfig
@@ -108,6 +110,13 @@ def lm_config(args: ModelArgs, *, vocab_size: int, max_positions: int | None, fi
     no_positions = bool(args.get("no_token_positional_embeddings", False))
     if max_positions is None:
         max_positions = args.get("max_target_positions") or args.get("tokens_per_sample", 1024)
+    # base_lm_architecture, which every legacy --arch runs on load: pre-norm always; old flags set the final norm
+    legacy = isinstance(args.source, argparse.Namespace)
+    no_final_norm = bool(args.get("no_decoder_final_norm", False))
+    if legacy and args.has("no_tie_adaptive_proj"):
+        no_final_norm = True
+    if legacy and args.has("decoder_final_norm"):
+        no_final_norm = not args.get("decoder_final_norm")
     return TransformerLMConfig(
         decoder_layers=args.get("decoder_layers", 6), decoder_embed_dim=args.get("decoder_embed_dim", 512),
         decoder_ffn_embed_dim=args.get("decoder_ffn_embed_dim", 2048),
@@ -116,8 +125,8 @@ def lm_config(args: ModelArgs, *, vocab_size: int, max_positions: int | None, fi
         dropout=float(args.get("dropout", 0.1)), attention_dropout=0.0, activation_dropout=_activation_dropout(args),
         activation_fn=_activation(args), decoder_learned_pos=learned, no_token_positional_embeddings=no_positions,
         position_offset=0 if no_positions else PAD_IDX + 1,
-        decoder_normalize_before=bool(args.get("decoder_normalize_before", False)),
-        no_decoder_final_norm=bool(args.get("no_decoder_final_norm", False)) or not final_norm,
+        decoder_normalize_before=legacy or bool(args.get("decoder_normalize_before", False)),
+        no_decoder_final_norm=no_final_norm or not final_norm,
         layernorm_embedding=bool(args.get("layernorm_embedding", False)),
         no_scale_embedding=bool(args.get("no_scale_embedding", False)), norm="layernorm", norm_eps=1e-5, bias=True,
         max_target_positions=max_positions, vocab_size=vocab_size)

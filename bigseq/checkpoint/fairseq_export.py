@@ -170,6 +170,7 @@ def _lm_args(cfg, record: dict, path: str) -> argparse.Namespace:
 def _refuse_lm(cfg, path: str) -> None:
     """What fairseq's TransformerDecoder cannot compute, one line each."""
     checks = [
+        (cfg.norm_placement == "post", "post-norm layers (its archs force --decoder-normalize-before)"),
         (cfg.position_kind in ("learned", "sinusoidal") and cfg.position_offset != PAD_IDX + 1,
          f"positions start at {cfg.position_offset}, fairseq's at {PAD_IDX + 1}"),
         (cfg.position_kind == "rope", "RoPE positions"), (cfg.norm != "layernorm", f"--norm {cfg.norm}"),
@@ -177,7 +178,7 @@ def _refuse_lm(cfg, path: str) -> None:
         (cfg.kv_heads != cfg.decoder_attention_heads, "grouped-query attention"),
         (cfg.decoder_head_dim not in (None, cfg.decoder_embed_dim // cfg.decoder_attention_heads), "a head size"),
         (cfg.activation_fn not in _FAIRSEQ_ACTIVATIONS, f"--activation-fn {cfg.activation_fn}"),
-        (cfg.norm_placement not in ("pre", "post"), f"--decoder-norm-placement {cfg.norm_placement}"),
+        (cfg.norm_placement != "pre", f"--decoder-norm-placement {cfg.norm_placement}"),
         (cfg.qk_norm != "none", "q/k norms"), (cfg.sliding_window is not None, "a sliding window"),
         (cfg.attn_logit_softcap is not None or cfg.final_logit_softcap is not None, "soft-capping"),
         (cfg.query_pre_attn_scalar is not None, "an attention scale"),

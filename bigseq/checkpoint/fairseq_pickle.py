@@ -144,6 +144,9 @@ class ModelArgs:
             value = _lookup(_lookup(self.source, head), tail) if tail else _MISSING
         return default if value is _MISSING or value is None else value
 
+    def has(self, name: str) -> bool:
+        return _lookup(self.source, name) is not _MISSING
+
     @property
     def arch(self) -> str | None:
         return self.get("arch") or self.get("_name")
