@@ -1,7 +1,8 @@
 """`bigseq convert to-fairseq CKPT_OR_FOLDER OUT.pt`: a checkpoint fairseq loads and generates from.
 
 The file is laid out as fairseq 0.12's trainer writes one for a legacy ``--arch``: ``cfg`` is a dict
-whose ``model`` is an argparse.Namespace (the arch and every flag that shapes the model), ``args``
+whose ``model`` is an argparse.Namespace (the arch and every flag that shapes the model; a post-norm LM
+gets fairseq's dataclass form, a dict with ``_name``, as legacy LM archs force pre-norm), ``args``
 is None, and ``model`` is the state dict fairseq's strict ``load_state_dict`` expects: bigseq's
 tensors renamed, every tied embedding under each of fairseq's names (one tensor, as fairseq saves
 it), the ``{encoder,decoder}.version`` buffers ([3]: a stack with its final LayerNorm) and the
@@ -131,7 +132,7 @@ def _namespace(record: dict, fields: dict, attention_dropout: float) -> argparse
 
 def _transformer_args(cfg, record: dict) -> argparse.Namespace:
     enc, dec = cfg.encoder, cfg.decoder
-    fields = {"arch": (record.get("model") or {}).get("arch") or "transformer", "_name": "transformer"}
+    fields = {"arch": (record.get("model") or {}).get("arch") or "transformer"}
     for side, section, dim, ffn in (("encoder", enc, enc.embed_dim, enc.ffn_embed_dim),
                                     ("decoder", dec, cfg.decoder_dim, cfg.decoder_ffn_dim)):
         fields.update({f"{side}_embed_dim": dim, f"{side}_ffn_embed_dim": ffn, f"{side}_layers": section.layers,
@@ -149,10 +150,13 @@ def _transformer_args(cfg, record: dict) -> argparse.Namespace:
     return _namespace(record, fields, cfg.attention_dropout)
 
 
-def _lm_args(cfg, record: dict, path: str) -> argparse.Namespace:
+def _lm_args(cfg, record: dict, path: str) -> argparse.Namespace | dict:
+    """A Namespace with an --arch (pre-norm: every legacy transformer_lm arch forces it), or, for a post-norm
+    model or a source saved that way, fairseq's dataclass config (a dict with _name), which keeps the flag."""
     _refuse_lm(cfg, path)
-    fields = {"arch": (record.get("model") or {}).get("arch") or "transformer_lm", "_name": "transformer_lm",
-              "decoder_layers": cfg.decoder_layers, "decoder_embed_dim": cfg.decoder_embed_dim,
+    recorded = record.get("model") or {}
+    as_dict = "_name" in recorded or not cfg.decoder_normalize_before
+    fields = {"decoder_layers": cfg.decoder_layers, "decoder_embed_dim": cfg.decoder_embed_dim,
               "decoder_ffn_embed_dim": cfg.decoder_ffn_embed_dim,
               "decoder_attention_heads": cfg.decoder_attention_heads,
               "decoder_input_dim": cfg.decoder_embed_dim, "decoder_output_dim": cfg.decoder_embed_dim,
@@ -164,13 +168,14 @@ def _lm_args(cfg, record: dict, path: str) -> argparse.Namespace:
               "no_decoder_final_norm": not cfg.has_final_norm, "layernorm_embedding": cfg.layernorm_embedding,
               "no_scale_embedding": cfg.no_scale_embedding, "max_target_positions": cfg.max_target_positions,
               "dropout": cfg.dropout, "activation_dropout": cfg.activation_dropout}
-    return _namespace(record, fields, cfg.attention_dropout)
+    if as_dict:
+        return {"_name": "transformer_lm", "attention_dropout": cfg.attention_dropout, **recorded, **fields}
+    return _namespace(record, {"arch": recorded.get("arch") or "transformer_lm", **fields}, cfg.attention_dropout)
 
 
 def _refuse_lm(cfg, path: str) -> None:
     """What fairseq's TransformerDecoder cannot compute, one line each."""
     checks = [
-        (cfg.norm_placement == "post", "post-norm layers (its archs force --decoder-normalize-before)"),
         (cfg.position_kind in ("learned", "sinusoidal") and cfg.position_offset != PAD_IDX + 1,
          f"positions start at {cfg.position_offset}, fairseq's at {PAD_IDX + 1}"),
         (cfg.position_kind == "rope", "RoPE positions"), (cfg.norm != "layernorm", f"--norm {cfg.norm}"),
@@ -178,7 +183,7 @@ def _refuse_lm(cfg, path: str) -> None:
         (cfg.kv_heads != cfg.decoder_attention_heads, "grouped-query attention"),
         (cfg.decoder_head_dim not in (None, cfg.decoder_embed_dim // cfg.decoder_attention_heads), "a head size"),
         (cfg.activation_fn not in _FAIRSEQ_ACTIVATIONS, f"--activation-fn {cfg.activation_fn}"),
-        (cfg.norm_placement != "pre", f"--decoder-norm-placement {cfg.norm_placement}"),
+        (cfg.norm_placement not in ("pre", "post"), f"--decoder-norm-placement {cfg.norm_placement}"),
         (cfg.qk_norm != "none", "q/k norms"), (cfg.sliding_window is not None, "a sliding window"),
         (cfg.attn_logit_softcap is not None or cfg.final_logit_softcap is not None, "soft-capping"),
         (cfg.query_pre_attn_scalar is not None, "an attention scale"),
