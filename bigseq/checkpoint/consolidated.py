@@ -106,10 +106,16 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], where: 
                           f"{unexpected[:3]}); convert it again")
 
 
+def new_model(model_name: str, model_cfg, info: dict) -> torch.nn.Module:
+    """The family's model, default-initialized, sized from config.json's info (an encoder-decoder's
+    source and target vocabularies are there, not in its config)."""
+    sizes = {k: info[k] for k in SIZES if k in info}
+    return get_family(model_name).model_cls(model_cfg, pad_idx=info.get("pad_idx"), **sizes)
+
+
 def build_consolidated_model(folder: str) -> torch.nn.Module:
     """The model of a consolidated folder (fp32 parameters), weights loaded, in eval mode."""
     info, model_cfg, state = load_consolidated(folder)
-    sizes = {k: info[k] for k in SIZES if k in info}
-    model = get_family(info["model_name"]).model_cls(model_cfg, pad_idx=info.get("pad_idx"), **sizes)
+    model = new_model(info["model_name"], model_cfg, info)
     load_weights(model, state, folder)
     return model.eval()

@@ -55,6 +55,10 @@ class TransformerLMConfig:
     positions: Optional[Literal["learned", "sinusoidal", "rope", "none"]] = None
     """Position encoding; None: from the fairseq flags (sinusoidal unless --decoder-learned-pos or
     --no-token-positional-embeddings)."""
+    position_offset: int = 0
+    """Index of the first position in the learned or sinusoidal table (fairseq's transformer_lm
+    checkpoints: pad_idx + 1, as its positions skip the padding row; the learned table then has this many
+    more rows than --max-target-positions)."""
     rope_theta: float = 10000.0
     """RoPE base frequency (with --positions rope)."""
     rope_scaling: Literal["none", "llama3", "longrope", "linear"] = "none"

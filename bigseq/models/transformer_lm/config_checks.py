@@ -62,6 +62,9 @@ def _check_positions(cfg: TransformerLMConfig) -> None:
         raise BigseqError(f"sinusoidal positions need an even --decoder-embed-dim, got {cfg.decoder_embed_dim}")
     if cfg.rope_theta <= 0:
         raise BigseqError(f"--rope-theta must be > 0, got {cfg.rope_theta}")
+    if cfg.position_offset < 0 or (cfg.position_offset and kind not in ("learned", "sinusoidal")):
+        raise BigseqError(f"--position-offset {cfg.position_offset}: must be >= 0, and only learned or "
+                          f"sinusoidal positions have one (these are {kind})")
 
 
 def _check_rope_scaling(cfg: TransformerLMConfig) -> None:
