@@ -111,17 +111,20 @@ class LlamaAdapter(HFAdapter):
     def tied_head(self, cfg: TransformerLMConfig) -> tuple[str, str] | None:
         return ("lm_head.weight", "model.embed_tokens.weight") if cfg.share_decoder_input_output_embed else None
 
+    def layer_norms(self, h: str) -> list[Mapping]:
+        """Each layer's norms (ours, HF's): Llama's two pre-norms. Gemma adds post-norms, OLMo 2 has only those."""
+        return [one("layers.{i}.attn_norm.weight", h + "input_layernorm.weight"),
+                one("layers.{i}.ffn_norm.weight", h + "post_attention_layernorm.weight")]
+
     def key_map(self, cfg: TransformerLMConfig) -> list[Mapping]:
         h = "model.layers.{i}."
         has_bias = {"qkv": cfg.uses_qkv_bias, "out": cfg.uses_out_bias, "mlp": cfg.uses_mlp_bias}
-        out = [one("embed.tokens.weight", "model.embed_tokens.weight"),
-               one("layers.{i}.attn_norm.weight", h + "input_layernorm.weight"),
-               one("layers.{i}.ffn_norm.weight", h + "post_attention_layernorm.weight")]
+        out = [one("embed.tokens.weight", "model.embed_tokens.weight"), *self.layer_norms(h)]
         for ours, theirs, switch in _PROJECTIONS:
             out.append(one(f"layers.{{i}}.{ours}.weight", f"{h}{theirs}.weight"))
             if has_bias[switch]:
                 out.append(one(f"layers.{{i}}.{ours}.bias", f"{h}{theirs}.bias"))
-        if cfg.qk_norm == "head":
+        if cfg.qk_norm != "none":  # per head (Qwen3, Gemma 3) or over the whole projection (OLMo 2): same names
             out += [one("layers.{i}.attn.q_norm.weight", h + "self_attn.q_norm.weight"),
                     one("layers.{i}.attn.k_norm.weight", h + "self_attn.k_norm.weight")]
         out.append(one("final_norm.weight", "model.norm.weight"))

@@ -17,7 +17,7 @@ from typing import Any
 
 from bigseq.models.transformer_lm.config import TransformerLMConfig
 from bigseq.models.transformer_lm.hf.base import Mapping, one
-from bigseq.models.transformer_lm.hf.llama import _PROJECTIONS, LlamaAdapter, sliding_layers
+from bigseq.models.transformer_lm.hf.llama import LlamaAdapter, sliding_layers
 
 
 class Olmo2Adapter(LlamaAdapter):
@@ -45,19 +45,6 @@ class Olmo2Adapter(LlamaAdapter):
         return dataclasses.replace(super().cfg_from_hf(c), norm="rmsnorm_fp32", norm_eps=c.get("rms_norm_eps", 1e-5),
                                    decoder_normalize_before=False, decoder_norm_placement="output")
 
-    def key_map(self, cfg: TransformerLMConfig) -> list[Mapping]:
-        h = "model.layers.{i}."
-        has_bias = {"qkv": cfg.uses_qkv_bias, "out": cfg.uses_out_bias, "mlp": cfg.uses_mlp_bias}
-        out = [one("embed.tokens.weight", "model.embed_tokens.weight")]
-        for ours, theirs, switch in _PROJECTIONS:
-            out.append(one(f"layers.{{i}}.{ours}.weight", f"{h}{theirs}.weight"))
-            if has_bias[switch]:
-                out.append(one(f"layers.{{i}}.{ours}.bias", f"{h}{theirs}.bias"))
-        out += [one("layers.{i}.attn.q_norm.weight", h + "self_attn.q_norm.weight"),
-                one("layers.{i}.attn.k_norm.weight", h + "self_attn.k_norm.weight"),
-                one("layers.{i}.attn_post_norm.weight", h + "post_attention_layernorm.weight"),
-                one("layers.{i}.ffn_post_norm.weight", h + "post_feedforward_layernorm.weight"),
-                one("final_norm.weight", "model.norm.weight")]
-        if not cfg.share_decoder_input_output_embed:
-            out.append(one("output_projection.weight", "lm_head.weight"))
-        return out
+    def layer_norms(self, h: str) -> list[Mapping]:
+        return [one("layers.{i}.attn_post_norm.weight", h + "post_attention_layernorm.weight"),
+                one("layers.{i}.ffn_post_norm.weight", h + "post_feedforward_layernorm.weight")]
