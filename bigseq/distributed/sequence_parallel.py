@@ -67,6 +67,29 @@ def check_config(cfg) -> None:
                           f"use a multiple of {p}")
 
 
+class _UlyssesState:
+    """DeepSpeed's ``parallel_state_sp`` with the tensor-parallel degree of 1 it does not state.
+
+    Without it DeepSpeed falls back to get_model_parallel_world_size, which parallel_state_sp aliases to
+    the SP degree: every checkpoint would record SP as tensor parallelism (ds_to_universal then looks for P
+    model-state files) and loading a universal checkpoint would fail on the missing function.
+    """
+
+    def __init__(self, state):
+        self._state = state
+
+    def __getattr__(self, name: str):
+        return getattr(self._state, name)
+
+    @staticmethod
+    def get_tensor_model_parallel_world_size() -> int:
+        return 1
+
+    @staticmethod
+    def get_tensor_model_parallel_rank() -> int:
+        return 0
+
+
 def init_groups(size: int, rank: int, world_size: int) -> tuple[SequenceParallel, object]:
     """Collective: build DeepSpeed's sequence-parallel groups. -> (this rank's place, the mpu for
     deepspeed.initialize / zero.Init, None without SP)."""
@@ -75,12 +98,12 @@ def init_groups(size: int, rank: int, world_size: int) -> tuple[SequenceParallel
                           f"launch a multiple of {size} processes")
     if size == 1:
         return SequenceParallel(1, 0), None
-    from deepspeed.runtime.sequence_parallel import parallel_state_sp as mpu
-
-    mpu.initialize_sequence_parallel(size)
-    # registered now, not only by deepspeed.initialize: DistributedAttention reads the SP rank from it
+    from deepspeed.runtime.sequence_parallel import parallel_state_sp
     from deepspeed.utils import groups
-    groups.mpu = mpu
+
+    parallel_state_sp.initialize_sequence_parallel(size)
+    mpu = _UlyssesState(parallel_state_sp)
+    groups.mpu = mpu  # now, not only in deepspeed.initialize: DistributedAttention reads the SP rank from it
     return SequenceParallel(size, mpu.get_sequence_parallel_rank(), mpu.get_sequence_parallel_group()), mpu
 
 
