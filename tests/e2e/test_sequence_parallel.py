@@ -116,6 +116,22 @@ def test_sp2_through_universal_resumes_on_one_rank(tiny_data, tmp_path):
         assert abs(got[n]["loss"] - want[n]["loss"]) <= 1e-5, f"update {n}: {got[n]['loss']} vs {want[n]['loss']}"
 
 
+def _has_document_mask() -> bool:
+    from bigseq.tasks.language_modeling import LanguageModelingConfig
+    return "document_mask" in LanguageModelingConfig.__dataclass_fields__
+
+
+@pytest.mark.launcher
+@pytest.mark.skipif(not _has_document_mask(), reason="--document-mask is not in this tree yet (branch docmask)")
+def test_sp2_with_document_mask_matches_one_rank(tiny_data, tmp_path):
+    # cu_seqlens span whole rows, as each rank's attention sees them after the all-to-all
+    packed = ["--document-mask", "--sample-break-mode", "complete", "--max-update", "3", "--no-save"]
+    one, sp = str(tmp_path / "one.jsonl"), str(tmp_path / "sp.jsonl")
+    train(tiny_data, [*SGD, *packed], log_file=one)
+    train(tiny_data, [*SGD, *packed, *SP2, "--zero-stage", "2"], nproc=2, launcher="deepspeed", log_file=sp)
+    _assert_matches(_records(sp), _records(one), [1, 2, 3])
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--sequence-parallel-size", "3"], "--decoder-attention-heads 4 is not divisible by --sequence-parallel-size 3"),
     (["--sequence-parallel-size", "4"], "--decoder-kv-heads 2 is not divisible by --sequence-parallel-size 4"),
