@@ -33,6 +33,7 @@ setup(
         "tqdm",
         "pyyaml",
         "numpy",
+        "sacrebleu>=2.0",
     ],
     extras_require={
         "triton": ["triton>=3.0"],

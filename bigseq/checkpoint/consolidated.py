@@ -84,9 +84,38 @@ def load_consolidated(folder: str) -> tuple[dict, object, dict[str, torch.Tensor
         return info, model_cfg, {name: reader.get(name) for name in reader.names()}
 
 
+SIZES = ("src_vocab_size", "tgt_vocab_size")
+"""What an encoder-decoder's constructor needs besides its config (a decoder-only config has its vocabulary)."""
+
+
+def unique_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict with a module shared by two parents (--share-all-embeddings) listed once, under
+    its parameter name: safetensors refuses two names for one storage, and a converter reads each tensor once."""
+    unique = {n for n, _ in model.named_parameters()}
+    aliases = {n for n, _ in model.named_parameters(remove_duplicate=False)} - unique
+    return {k: v for k, v in model.state_dict().items() if k not in aliases}
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """load_state_dict, strict but for the second name of a shared module (see unique_state_dict)."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    aliases = set(model.state_dict()) - set(unique_state_dict(model))
+    missing = [k for k in missing if k not in aliases]
+    if missing or unexpected:
+        raise BigseqError(f"{where} does not match its config.json (missing {missing[:3]}, unexpected "
+                          f"{unexpected[:3]}); convert it again")
+
+
+def new_model(model_name: str, model_cfg, info: dict) -> torch.nn.Module:
+    """The family's model, default-initialized, sized from config.json's info (an encoder-decoder's
+    source and target vocabularies are there, not in its config)."""
+    sizes = {k: info[k] for k in SIZES if k in info}
+    return get_family(model_name).model_cls(model_cfg, pad_idx=info.get("pad_idx"), **sizes)
+
+
 def build_consolidated_model(folder: str) -> torch.nn.Module:
     """The model of a consolidated folder (fp32 parameters), weights loaded, in eval mode."""
     info, model_cfg, state = load_consolidated(folder)
-    model = get_family(info["model_name"]).model_cls(model_cfg, pad_idx=info.get("pad_idx"))
-    model.load_state_dict(state, strict=True)
+    model = new_model(info["model_name"], model_cfg, info)
+    load_weights(model, state, folder)
     return model.eval()

@@ -18,7 +18,15 @@ import torch
 
 from bigseq.atomic_files import write_json
 from bigseq.checkpoint import hf_files
-from bigseq.checkpoint.consolidated import Staging, build_consolidated_model, is_consolidated, read_info, write_info
+from bigseq.checkpoint.consolidated import (
+    SIZES,
+    Staging,
+    build_consolidated_model,
+    is_consolidated,
+    read_info,
+    unique_state_dict,
+    write_info,
+)
 from bigseq.checkpoint.hf_read import TensorReader
 from bigseq.checkpoint.hf_write import DEFAULT_SHARD_SIZE, ShardWriter, dtype_name, parse_dtype, parse_size
 from bigseq.errors import BigseqError
@@ -56,6 +64,9 @@ class _Weights:
     """Where the tokenizer, chat template and generation config files are."""
     info: dict[str, Any]
     """What a consolidated folder's config.json records besides the model (pad_idx, num_updates, ...)."""
+    hf_extra: dict[str, Any]
+    """What the adapter's hf_config needs besides the model config and token ids (an encoder-decoder's
+    src/tgt_vocab_size and languages; nothing for a decoder-only model, whose config has its vocabulary)."""
 
 
 @contextlib.contextmanager
@@ -65,8 +76,11 @@ def open_weights(path: str, data: str | None) -> Iterator[_Weights]:
         info, cfg = read_info(path)
         token_ids = info.get("token_ids") or {"pad_token_id": info.get("pad_idx")}
         rest = {k: v for k, v in info.items() if k not in ("bigseq_format", "model_name", "model", "dtype")}
+        extra = {k: info[k] for k in SIZES if k in info}
+        if info.get("langs"):
+            extra["langs"] = info["langs"]
         with TensorReader(path) as reader:
-            yield _Weights(get_family(info["model_name"]), cfg, reader, token_ids, data or path, rest)
+            yield _Weights(get_family(info["model_name"]), cfg, reader, token_ids, data or path, rest, extra)
         return
     from bigseq.checkpoint.inference import load_for_inference
     from bigseq.config.train_config import train_config_to_dict
@@ -81,10 +95,13 @@ def open_weights(path: str, data: str | None) -> Iterator[_Weights]:
     source = None if data else _pretrained_source(cfg.checkpoint.finetune_from_model)
     if source is not None:  # a run started from a pretrained folder exports that folder's tokenizer and ids
         artifacts_dir, token_ids = source
+    extra = {k: getattr(task, k) for k in SIZES if hasattr(task, k)}  # an encoder-decoder's task
+    if hasattr(task, "source_lang"):
+        extra["langs"] = [task.source_lang, task.target_lang]
     info = {"pad_idx": task.pad_idx, "vocab_size": meta["vocab_size"], "num_updates": meta["num_updates"],
-            "names": cfg.names, "train_config": train_config_to_dict(cfg), "token_ids": token_ids}
-    yield _Weights(get_family(cfg.names["model"]), model.cfg, _StateDict(model.state_dict()), token_ids,
-                   artifacts_dir, info)
+            "names": cfg.names, "train_config": train_config_to_dict(cfg), "token_ids": token_ids, **extra}
+    yield _Weights(get_family(cfg.names["model"]), model.cfg, _StateDict(unique_state_dict(model)), token_ids,
+                   artifacts_dir, info, extra)
 
 
 def _pretrained_source(path: str | None) -> tuple[str, dict[str, Any]] | None:
@@ -136,17 +153,25 @@ def to_hf(path: str, out_dir: str, *, data: str | None = None, dtype: str = "aut
             raise BigseqError(f"to-hf: the '{w.family.name}' family has no HuggingFace adapter; "
                               f"use `bigseq convert to-safetensors`")
         adapter = w.family.hf_adapter.adapter_for_cfg(w.cfg)
-        hf_config = adapter.hf_config(w.cfg, **w.token_ids)
+        hf_config = adapter.hf_config(w.cfg, **w.hf_extra, **w.token_ids)
         groups = list(adapter.groups(w.cfg))
-        _check_names(set(w.tensors.names()), {n for ours, _, _ in groups for n in ours}, path,
+        present = set(w.tensors.names()) - set(adapter.our_aliases(w.cfg))  # a shared table is written once
+        _check_names(present, {n for ours, _, _ in groups for n in ours}, path,
                      "it was saved by another version of the model code")
         with staging as tmp:
             writer = ShardWriter(tmp, shard_bytes, cast, after_flush=w.tensors.release)
             for ours, theirs, transform in groups:
                 writer.add(theirs, transform.to_hf(tuple(w.tensors.get(n) for n in ours)))
+            fixed = adapter.fixed_hf_tensors(w.cfg, cast or writer.main_dtype(), hf_config.pad_token_id)
+            writer.add(list(fixed), tuple(fixed.values()))
             saved = writer.close()
             write_json(os.path.join(tmp, "config.json"), hf_files.export_config(hf_config, dtype_name(saved)))
-            hf_files.copy_artifacts(w.artifacts_dir, tmp)
+            copied = hf_files.copy_artifacts(w.artifacts_dir, tmp)
+            make_generation_config = getattr(w.family.hf_adapter, "generation_config", None)
+            if make_generation_config is not None and "generation_config.json" not in copied:
+                write_json(os.path.join(tmp, "generation_config.json"), make_generation_config(hf_config))
+            if getattr(hf_config, "is_encoder_decoder", False):
+                hf_files.declare_fast_tokenizer(tmp, hf_config)
     return out_dir
 
 
@@ -165,8 +190,12 @@ def from_hf(hf_dir: str, out_dir: str, *, dtype: str = "auto", max_shard_size: s
     staging = Staging(out_dir)
     with TensorReader(hf_dir) as reader:
         groups = list(adapter.groups(model_cfg))
-        tied = adapter.tied_head(model_cfg)
-        present = {n for n in reader.names() if not n.endswith(adapter.ignored_suffixes)} - {tied and tied[0]}
+        pad = hf_config.get("pad_token_id")
+        fixed = set(adapter.fixed_hf_tensors(model_cfg, torch.float32, pad))
+        present = {n for n in reader.names() if not n.endswith(adapter.ignored_suffixes)}
+        for name in fixed & present:  # tables of the config: checked, not converted
+            adapter.check_fixed(model_cfg, name, reader.get(name), pad)
+        present -= fixed | set(adapter.hf_aliases(model_cfg))
         _check_names(present, {n for _, theirs, _ in groups for n in theirs}, f"HF folder {hf_dir}",
                      "the weights do not match config.json (layer count, or tie_word_embeddings)")
         with staging as tmp:
@@ -176,6 +205,6 @@ def from_hf(hf_dir: str, out_dir: str, *, dtype: str = "auto", max_shard_size: s
             saved = writer.close()
             hf_files.copy_artifacts(hf_dir, tmp)
             token_ids = {k: hf_config[k] for k in hf_files.TOKEN_ID_FIELDS if k in hf_config}  # None kept: no bos
-            write_info(tmp, family.name, model_cfg, dtype=saved, pad_idx=hf_config.get("pad_token_id"),
-                       vocab_size=model_cfg.vocab_size, token_ids=token_ids, source=os.path.abspath(hf_dir))
+            write_info(tmp, family.name, model_cfg, dtype=saved, pad_idx=pad, **adapter.model_sizes(hf_config),
+                       token_ids=token_ids, source=os.path.abspath(hf_dir))
     return out_dir

@@ -13,6 +13,7 @@ import os
 import shutil
 from typing import Any
 
+from bigseq.atomic_files import write_json
 from bigseq.errors import BigseqError
 
 ARTIFACTS = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
@@ -49,10 +50,12 @@ def refuse_unsupported(c: dict[str, Any]) -> None:
                           f"(bf16/fp16/fp32) checkpoint instead")
     architectures = c.get("architectures") or []
     multimodal = [k for k in _MULTIMODAL_FIELDS if c.get(k) is not None]
-    if multimodal or any(a.endswith("ForConditionalGeneration") for a in architectures):
+    # text encoder-decoders (FSMT, M2M100) are ForConditionalGeneration too; their adapters judge them
+    if multimodal or (any(a.endswith("ForConditionalGeneration") for a in architectures)
+                      and not c.get("is_encoder_decoder")):
         field = multimodal[0] if multimodal else f"architectures={architectures}"
-        raise BigseqError(f"HF config.json: {field} marks a multimodal (or encoder-decoder) model; bigseq converts "
-                          f"decoder-only language models: extract the text model into its own checkpoint first")
+        raise BigseqError(f"HF config.json: {field} marks a multimodal model; bigseq converts text models: "
+                          f"extract the text model into its own checkpoint first")
     experts = [k for k in _MOE_FIELDS if c.get(k)]
     if experts:
         raise BigseqError(f"HF config.json: {experts[0]}={c[experts[0]]} makes this a mixture-of-experts model, "
@@ -100,10 +103,31 @@ def export_config(hf_config, dtype_name: str) -> dict[str, Any]:
     with_both_rope_styles(c)
     c["dtype"] = c["torch_dtype"] = dtype_name
     if not c.get("architectures"):
-        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-        name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(c.get("model_type"))
+        from transformers.models.auto import modeling_auto
+        names = (modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES if full.get("is_encoder_decoder")
+                 else modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+        name = names.get(c.get("model_type"))
         c["architectures"] = [name] if name else None
     return c
+
+
+def declare_fast_tokenizer(folder: str, hf_config) -> bool:
+    """A tokenizer.json that came without a tokenizer_config.json: name PreTrainedTokenizerFast and the
+    special tokens of the ids, or AutoTokenizer would pick the model type's own slow class (FSMTTokenizer,
+    M2M100Tokenizer), which needs vocabulary files bigseq does not have. -> whether it wrote one."""
+    path = os.path.join(folder, "tokenizer.json")
+    if not os.path.isfile(path) or os.path.isfile(os.path.join(folder, "tokenizer_config.json")):
+        return False
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(path)
+    config = {"tokenizer_class": "PreTrainedTokenizerFast"}
+    for role in ("bos", "pad", "eos", "unk"):
+        token_id = getattr(hf_config, f"{role}_token_id", None)
+        token = tok.id_to_token(token_id) if token_id is not None else None
+        if token is not None:
+            config[f"{role}_token"] = token
+    write_json(os.path.join(folder, "tokenizer_config.json"), config)
+    return True
 
 
 def with_both_rope_styles(c: dict[str, Any]) -> dict[str, Any]:

@@ -72,6 +72,10 @@ class ShardWriter:
             self.pending_bytes += size
             self.bytes_by_dtype[tensor.dtype] += size
 
+    def main_dtype(self) -> torch.dtype:
+        """The dtype of most of the bytes added so far (fp32 before any)."""
+        return self.bytes_by_dtype.most_common(1)[0][0] if self.bytes_by_dtype else torch.float32
+
     def _part(self, i: int) -> str:
         return os.path.join(self.folder, f".part-{i:05d}.safetensors")
 
@@ -96,4 +100,4 @@ class ShardWriter:
                 weight_map.update(dict.fromkeys(names, file))
             write_json(os.path.join(self.folder, SAFETENSORS_INDEX), {
                 "metadata": {"total_size": sum(self.bytes_by_dtype.values())}, "weight_map": weight_map})
-        return self.bytes_by_dtype.most_common(1)[0][0] if self.bytes_by_dtype else torch.float32
+        return self.main_dtype()

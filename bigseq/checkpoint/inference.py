@@ -99,6 +99,7 @@ def _load_consolidated(folder: str, data: str | None):
         raise BigseqError(f"the data in {cfg.task.data} has a vocabulary of {task.vocab_size} but {folder} "
                           f"{info['vocab_size']}; pass --data with the data the model was trained on")
     model = task.build_model(cfg.names["model"], model_cfg)
-    model.load_state_dict(state, strict=True)
+    from bigseq.checkpoint.consolidated import load_weights
+    load_weights(model, state, folder)
     meta = {"vocab_size": info["vocab_size"], "num_updates": info.get("num_updates"), "cfg": info["train_config"]}
     return cfg, task, model.eval(), meta

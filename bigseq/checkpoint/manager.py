@@ -119,12 +119,12 @@ def load_weights_only(trainer, path: str) -> str:
     from bigseq.checkpoint import consolidated, pretrained, weight_source
     if os.path.isdir(path) and (consolidated.is_consolidated(path) or pretrained.is_hf_folder(path)):
         name, arch, saved_cfg = pretrained.model_of_folder(path)
-        saved_model, vocab = dataclasses.asdict(saved_cfg), saved_cfg.vocab_size
-        if consolidated.is_consolidated(path):  # its config may predate the vocabulary field: the info has it
-            vocab = consolidated.read_info(path)[0]["vocab_size"]
-            saved_model["vocab_size"] = trainer.cfg.model.vocab_size
+        saved_model, vocab = dataclasses.asdict(saved_cfg), pretrained.vocab_size_of_folder(path)
+        if consolidated.is_consolidated(path) and hasattr(trainer.cfg.model, "vocab_size"):
+            saved_model["vocab_size"] = trainer.cfg.model.vocab_size  # its config may predate the field
         check_compatible({"cfg": {"model": saved_model}, "names": {"model": name, "arch": arch},
                           "vocab_size": vocab}, trainer, path, weights_only=True)
+        pretrained.check_pad(path, name, trainer.task.pad_idx)
         source = pretrained.weight_source(path, saved_cfg)
         loaded = weight_source.load_into_engine(trainer, source, f"--finetune-from-model {path}")
         _refresh_master_weights(trainer)

@@ -14,7 +14,7 @@ import os
 from bigseq.checkpoint import consolidated, hf_files
 from bigseq.checkpoint.weight_source import WeightSource, consolidated_source, hf_source
 from bigseq.errors import BigseqError
-from bigseq.models.family import hf_family
+from bigseq.models.family import get_family, hf_family
 
 
 def is_hf_folder(path: str) -> bool:
@@ -45,6 +45,29 @@ def model_of_folder(path: str | None) -> tuple[str, str, object] | None:
     hf_files.refuse_unsupported(c)
     family = hf_family(c.get("model_type"))
     return family.name, f"hf:{c['model_type']}", family.hf_adapter.adapter_for_hf(c).cfg_from_hf(c)
+
+
+def vocab_size_of_folder(path: str) -> int:
+    """The (target) vocabulary of a consolidated or transformers folder's model."""
+    if consolidated.is_consolidated(path):
+        return consolidated.read_info(path)[0]["vocab_size"]
+    c = hf_files.read_hf_config(path)
+    return hf_family(c.get("model_type")).hf_adapter.adapter_for_hf(c).model_sizes(c)["vocab_size"]
+
+
+def check_pad(path: str, model_name: str, pad_idx: int) -> None:
+    """A family whose positions count from the pad id (fairseq's encoder-decoder) computes something else
+    when the data pads with another id than the folder's model did."""
+    if not getattr(get_family(model_name).hf_adapter, "POSITIONS_FROM_PAD", False):
+        return
+    if consolidated.is_consolidated(path):
+        folder_pad = consolidated.read_info(path)[0].get("pad_idx")
+    else:
+        folder_pad = hf_files.read_hf_config(path).get("pad_token_id")
+    if folder_pad != pad_idx:
+        raise BigseqError(f"--finetune-from-model {path}: its model pads with id {folder_pad}, the data with "
+                          f"{pad_idx}; positions count from the pad id, so binarize the data with the model's "
+                          f"dictionary (pad {folder_pad})")
 
 
 def weight_source(path: str, model_cfg) -> WeightSource:

@@ -1,4 +1,5 @@
-"""`bigseq convert <universal|to-safetensors|to-hf|from-hf> ...`: checkpoint format conversions."""
+"""`bigseq convert <universal|to-safetensors|to-hf|from-hf|from-fairseq|to-fairseq> ...`: checkpoint format
+conversions."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ SUBCOMMANDS = {
     "to-safetensors": "CKPT_OR_FOLDER OUT_DIR: consolidated model folder (safetensors + config.json + tokenizer)",
     "to-hf": "CKPT_OR_FOLDER OUT_DIR: a transformers model folder",
     "from-hf": "HF_DIR OUT_DIR: a transformers folder -> bigseq consolidated model folder",
+    "from-fairseq": "CHECKPOINT.pt OUT_DIR: a fairseq transformer / transformer_lm checkpoint -> consolidated folder",
+    "to-fairseq": "CKPT_OR_FOLDER OUT.pt: a transformer / transformer_lm model -> a checkpoint fairseq loads",
 }
 SOURCE_HELP = ("a save dir (its latest checkpoint), one of its checkpoint_* folders, or a consolidated folder "
                "(written by from-hf or to-safetensors)")
@@ -52,6 +55,19 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("hf_dir", help=f"a folder saved by transformers' save_pretrained, model_type one of: {types}")
     p.add_argument("out_dir", help="output folder; train from it with --finetune-from-model OUT_DIR")
     _add_output_flags(p)
+    p = sub.add_parser("from-fairseq", help=SUBCOMMANDS["from-fairseq"])
+    p.add_argument("fairseq_checkpoint", help="a .pt written by fairseq-train (transformer or transformer_lm archs); "
+                                              "read without importing fairseq or running pickled code")
+    p.add_argument("out_dir", help="output folder (with the data-bin's dictionaries); train or generate from it")
+    p.add_argument("--data", default=None, help="the fairseq-preprocess folder with dict.*.txt (default: the "
+                                                "checkpoint's recorded data dir, then the checkpoint's folder)")
+    _add_output_flags(p)
+    p = sub.add_parser("to-fairseq", help=SUBCOMMANDS["to-fairseq"])
+    p.add_argument("checkpoint", help=SOURCE_HELP)
+    p.add_argument("out_file", help="the .pt to write (must not exist)")
+    p.add_argument("--data", default=None, help="data folder of the run, if it moved")
+    p.add_argument("--dtype", default="auto", choices=("auto", "fp16", "fp32"),
+                   help="dtype of the written weights; auto keeps the source's")
     return parser
 
 
@@ -66,6 +82,17 @@ def main(argv=None, prog: str = "bigseq convert"):
         print(f"bigseq convert | wrote universal checkpoint {save_dir}/{tag}; resuming in {save_dir} picks it "
               f"up on any world size, ZeRO stage or pipeline size", flush=True)
         return tag
+    if args.subcommand == "from-fairseq":
+        from bigseq.checkpoint.fairseq_import import from_fairseq
+        out = from_fairseq(args.fairseq_checkpoint, args.out_dir, data=args.data, dtype=args.dtype,
+                           max_shard_size=args.max_shard_size)
+        print(f"bigseq convert | wrote {out}", flush=True)
+        return out
+    if args.subcommand == "to-fairseq":
+        from bigseq.checkpoint.fairseq_export import to_fairseq
+        out = to_fairseq(args.checkpoint, args.out_file, data=args.data, dtype=args.dtype)
+        print(f"bigseq convert | wrote {out}", flush=True)
+        return out
     from bigseq.checkpoint import convert
     output = {"dtype": args.dtype, "max_shard_size": args.max_shard_size}
     if args.subcommand == "to-safetensors":

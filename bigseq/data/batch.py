@@ -32,7 +32,7 @@ class LMBatch:
     positions: torch.Tensor | None = None
     """(B, T) position of each token inside its document; None: 0..T-1 on every row."""
     cu_seqlens: torch.Tensor | None = None
-    """Document boundaries of packed rows (cumulative lengths over the flattened batch); None: one per row."""
+    """(D + 1,) int32 document starts over the flattened B * T tokens, then B * T; None: one per row."""
 
     @property
     def net_input(self) -> dict[str, Any]:
@@ -40,6 +40,8 @@ class LMBatch:
         out: dict[str, Any] = {"src_tokens": self.tokens}
         if self.positions is not None:
             out["positions"] = self.positions
+        if self.cu_seqlens is not None:
+            out["cu_seqlens"] = self.cu_seqlens
         return out
 
     def sequence_slice(self, rank: int, size: int, pad_idx: int) -> "LMBatch":

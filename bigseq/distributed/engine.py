@@ -178,3 +178,15 @@ def model_init_context(cfg, dp_size: int, mpu=None):
         cpu_allocator.return_freed_memory()
     return zero3.init_context(ds_config, mpu)
 
+
+
+def whole_model(engine):
+    """Context in which the engine's module can be called method by method (model.encode, model.decode):
+    under ZeRO-3 every parameter is gathered for the duration (read-only) and ZeRO-3's module hooks are off.
+    Those hooks gather a module's parameters around its own forward and release them after it, so a weight
+    used by another module (a tied output projection in beam search's decode) would be seen as its empty
+    partition. DeepSpeed's own unwrap_model_for_generation does both; other stages hold whole parameters."""
+    if engine.zero_optimization_stage() != 3:
+        return contextlib.nullcontext()
+    from deepspeed.runtime.zero import unwrap_model_for_generation
+    return unwrap_model_for_generation(engine)

@@ -54,7 +54,10 @@ class ModelFamily:
     """Module or object with HF_MODEL_TYPES, cfg_from_hf_config, hf_config_from_cfg, from_hf_state_dict,
     to_hf_state_dict, and for the streaming converters (checkpoint/convert.py) adapter_for_hf(config dict) /
     adapter_for_cfg(cfg): one model type's adapter with cfg_from_hf, hf_config, groups(cfg) (our names, HF names,
-    transform in checkpoint order), tied_head(cfg) and ignored_suffixes."""
+    transform in checkpoint order), tied_head(cfg) and ignored_suffixes (models/transformer_lm/hf/base.py). Optional:
+    REFUSED_MODEL_TYPES (look-alike model types its adapter_for_hf refuses with the reason), generation_config(hf
+    config) (the generation_config.json to-hf writes when the source has none), POSITIONS_FROM_PAD (fine-tuning
+    data must pad with the model's id)."""
     dims: Optional[Callable[[Any], ModelDims]] = None
     """model config -> its sizes (None: unknown; ZeRO-3 keeps DeepSpeed's buffer sizes)."""
     attention_flops_per_token: Callable[[Any, int], float] = lambda cfg, seq_len: 0.0
@@ -98,6 +101,8 @@ def hf_family(model_type: str | None) -> ModelFamily:
     for family in _FAMILIES.values():
         if family.hf_adapter is not None and model_type in family.hf_adapter.HF_MODEL_TYPES:
             return family
+        if family.hf_adapter is not None and model_type in getattr(family.hf_adapter, "REFUSED_MODEL_TYPES", ()):
+            family.hf_adapter.adapter_for_hf({"model_type": model_type})  # raises the family's line on why not
     raise BigseqError(f"HF model_type '{model_type}' is not supported; bigseq converts {', '.join(hf_model_types())}")
 
 

@@ -1,5 +1,16 @@
 """Position-wise feed-forward blocks: activation MLP (GPT-2/fairseq) and gated ones: SwiGLU (Llama),
-GeGLU with the exact gelu, or with its tanh approximation (Gemma's gelu_pytorch_tanh)."""
+GeGLU with the exact gelu, or with its tanh approximation (Gemma's gelu_pytorch_tanh).
+
+``chunks`` K > 1 tiles the block over K slices of the B * T tokens (DeepSpeed's TiledMLP idea).
+What saves memory is the pair: each slice runs under non-reentrant activation checkpointing, so
+between forward and backward a layer keeps only its input and output (D wide), not the 2-4
+ffn_dim-wide intermediates of every token; and the backward recomputes one slice at a time, so at
+most one slice's intermediates exist at once (checkpointing alone would recompute all tokens'
+at once; slicing alone would still store every slice's). The price is one more forward of the
+block. Without autograd (eval, generation) the slices just bound the transient peak. The numbers
+are the unsliced block's: each token's row is computed the same way, only the weight gradients
+sum the slices in another order.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +19,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from bigseq.modules.dropout import Dropout
 
@@ -26,7 +38,24 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 GATED_ACTIVATIONS = {"swiglu": F.silu, "geglu": F.gelu, "geglu_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
 
-class FeedForward(nn.Module):
+class _TiledMLP(nn.Module):
+    chunks = 1
+    """Slices of the tokens the block runs over (1: the whole tensor at once)."""
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.chunks == 1 or x.numel() == 0:
+            return self.mlp(x)
+        x_ND = x.reshape(-1, x.shape[-1])
+        recompute = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        outs = [checkpoint(self.mlp, piece, use_reentrant=False) if recompute else self.mlp(piece)
+                for piece in x_ND.tensor_split(self.chunks) if len(piece)]  # K > N leaves empty slices
+        return torch.cat(outs).view(*x.shape[:-1], -1)
+
+
+class FeedForward(_TiledMLP):
     """down(dropout(act(up(x))))"""
 
     def __init__(self, dim: int, ffn_dim: int, activation_fn: str, *, bias: bool = True,
@@ -37,11 +66,11 @@ class FeedForward(nn.Module):
         self.down_proj = nn.Linear(ffn_dim, dim, bias=bias)
         self.activation_dropout = Dropout(activation_dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.activation_dropout(self.act(self.up_proj(x))))
 
 
-class GatedFeedForward(nn.Module):
+class GatedFeedForward(_TiledMLP):
     """down(dropout(act(gate(x)) * up(x))): SwiGLU with act=silu (Llama), GeGLU with gelu."""
 
     def __init__(self, dim: int, ffn_dim: int, activation_fn: str = "swiglu", *, bias: bool = False,
@@ -53,11 +82,16 @@ class GatedFeedForward(nn.Module):
         self.down_proj = nn.Linear(ffn_dim, dim, bias=bias)
         self.activation_dropout = Dropout(activation_dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.activation_dropout(self.act(self.gate_proj(x)) * self.up_proj(x)))
 
 
 def build_feedforward(dim: int, ffn_dim: int, activation_fn: str, *, bias: bool,
-                      activation_dropout: float = 0.0) -> nn.Module:
+                      activation_dropout: float = 0.0, chunks: int = 1) -> nn.Module:
+    """chunks: slices of the tokens (module docstring); >= 1."""
+    if chunks < 1:
+        raise ValueError(f"chunks must be >= 1, got {chunks}")
     cls = GatedFeedForward if activation_fn in GATED_ACTIVATIONS else FeedForward
-    return cls(dim, ffn_dim, activation_fn, bias=bias, activation_dropout=activation_dropout)
+    ffn = cls(dim, ffn_dim, activation_fn, bias=bias, activation_dropout=activation_dropout)
+    ffn.chunks = chunks
+    return ffn

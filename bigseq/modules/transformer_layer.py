@@ -56,11 +56,12 @@ class TransformerDecoderLayer(nn.Module):
                  dropout: float = 0.0, activation_dropout: float = 0.0, attention_impl: str = "torch",
                  head_dim: int | None = None, qkv_bias: bool | None = None, out_bias: bool | None = None,
                  mlp_bias: bool | None = None, qk_norm: str = "none", norm_placement: str | None = None,
-                 softmax_scale: float | None = None, attn_softcap: float | None = None):
+                 softmax_scale: float | None = None, attn_softcap: float | None = None, mlp_chunks: int = 1):
         """bias switches the norms' biases and, unless qkv_bias / out_bias / mlp_bias say otherwise
         (None: follow bias), the projections'. head_dim, qk_norm, softmax_scale: see SelfAttention
         (q/k norms are the layer's kind of RMSNorm, plain RMSNorm next to LayerNorm); attn_softcap is its
-        softcap. norm_placement: one of NORM_PLACEMENTS (None: pre if normalize_before, else post)."""
+        softcap. norm_placement: one of NORM_PLACEMENTS (None: pre if normalize_before, else post).
+        mlp_chunks: slices of the tokens the feed-forward block is tiled over (bigseq.modules.feedforward)."""
         super().__init__()
         placement = norm_placement or ("pre" if normalize_before else "post")
         if placement not in NORM_PLACEMENTS:
@@ -82,7 +83,7 @@ class TransformerDecoderLayer(nn.Module):
                                           bias=bias, attention_impl=attention_impl) if cross_attention else None)
         self.ffn_norm = build_norm(norm, dim, norm_eps, bias) if on_input else None
         self.ffn = build_feedforward(dim, ffn_dim, activation_fn, bias=bias if mlp_bias is None else mlp_bias,
-                                     activation_dropout=activation_dropout)
+                                     activation_dropout=activation_dropout, chunks=mlp_chunks)
         self.ffn_post_norm = build_norm(norm, dim, norm_eps, bias) if on_output else None
         self.dropout = Dropout(dropout)
 

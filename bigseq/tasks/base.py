@@ -63,6 +63,15 @@ class Task:
         model.eval()
         return criterion(model, sample)
 
+    @property
+    def valid_sum_keys(self) -> tuple[str, ...]:
+        """Logging outputs of valid_step beyond the criterion's, summed over batches and ranks."""
+        return ()
+
+    def valid_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """Logged validation values computed from the summed valid_sum_keys (e.g. corpus BLEU)."""
+        return {}
+
 
 def setup_task(name: str, cfg) -> Task:
     return registry.TASK_REGISTRY.build(name, cfg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -22,6 +23,7 @@ from bigseq.data.metadata import METADATA_FILE, read_metadata
 from bigseq.data.token_blocks import TokenBlocks
 from bigseq.data.tokenizer import Tokenizer
 from bigseq.errors import BigseqError
+from bigseq.models.family import get_family
 from bigseq.registry import register_task
 from bigseq.tasks.base import Task
 
@@ -37,6 +39,9 @@ class LanguageModelingConfig:
     sample_break_mode: Literal["none", "eos", "complete"] = "none"
     """How samples are cut: 'none' = fixed windows over the token stream; 'eos' = one document
     per sample; 'complete' = whole documents packed into samples."""
+    document_mask: bool = False
+    """Attend within documents only: positions restart and attention is cut at each eos and row start
+    (Megatron's --reset-position-ids --reset-attention-mask)."""
 
 
 @register_task("language_modeling", LanguageModelingConfig)
@@ -96,6 +101,11 @@ class LanguageModelingTask(Task):
     def sequence_length(self) -> int:
         return self.cfg.tokens_per_sample
 
+    def build_model(self, model_name: str, model_cfg, seed: int = 1):
+        if self.cfg.document_mask:  # before the build, which may be long
+            check_document_mask(get_family(model_name).model_cls, model_name)
+        return super().build_model(model_name, model_cfg, seed)
+
     # data -------------------------------------------------------------------------
     def load_dataset(self, split: str) -> TokenBlocks:
         prefix = os.path.join(self.data_dir, split)
@@ -121,7 +131,16 @@ class LanguageModelingTask(Task):
         evenly as possible; a rank left without samples gets one all-pad row.
         """
         blocks = self.datasets[split] if split in self.datasets else self.load_dataset(split)
-        return EpochBatchIterator(LMDataset(blocks, self.pad_idx), batch_size=batch_size, max_tokens=max_tokens,
+        dataset = LMDataset(blocks, self.pad_idx, document_mask=self.cfg.document_mask)
+        return EpochBatchIterator(dataset, batch_size=batch_size, max_tokens=max_tokens,
                                   seed=seed, dp_rank=dp_rank, dp_size=dp_size, update_freq=update_freq,
                                   epoch=epoch, shuffle=shuffle, drop_last=shuffle if drop_last is None else drop_last,
                                   pad_to_length=pad_to_length, name=split)
+
+
+def check_document_mask(model_cls: type, model_name: str) -> None:
+    """--document-mask hands the model positions and cu_seqlens: refuse a model whose forward takes neither."""
+    params = inspect.signature(model_cls.forward).parameters
+    if not {"positions", "cu_seqlens"} <= params.keys():
+        raise BigseqError(f"--document-mask: model {model_name} takes no positions/cu_seqlens in its forward; "
+                          "drop --document-mask")

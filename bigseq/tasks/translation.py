@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import importlib.util
 import json
 import os
 import re
@@ -35,7 +36,7 @@ from bigseq.tasks.base import Task
 
 _FIX = "run `bigseq preprocess -s SRC -t TGT --trainpref TRAIN --validpref VALID --destdir {}`"
 _PAIR_FILE = re.compile(r"^[^.]+\.([^.\-]+)-([^.\-]+)\.[^.]+\.idx$")
-_DETOK = ("space", "moses", "nltk")
+_DETOK = ("space", "moses")
 
 
 @dataclass(kw_only=True)
@@ -147,9 +148,9 @@ class TranslationTask(Task):
         _json_object(cfg.eval_bleu_detok_args, "--eval-bleu-detok-args")
         if cfg.eval_bleu_detok not in _DETOK:
             raise BigseqError(f"--eval-bleu-detok {cfg.eval_bleu_detok!r}: use one of {', '.join(_DETOK)}")
-        if cfg.eval_bleu:
-            raise BigseqError("--eval-bleu needs the translation generator, which bigseq does not have yet; "
-                              "drop --eval-bleu (validation still reports loss and perplexity)")
+        if cfg.eval_bleu and cfg.eval_bleu_detok == "moses" and importlib.util.find_spec("sacremoses") is None:
+            raise BigseqError("--eval-bleu-detok moses needs the sacremoses package: pip install sacremoses "
+                              "(or use --eval-bleu-detok space)")
 
     def _load_tokenizers(self) -> None:
         """The tokenizers bigseq preprocess used (metadata.json), for turning ids back into text."""
@@ -191,10 +192,33 @@ class TranslationTask(Task):
                 "print_samples": c.eval_bleu_print_samples}
 
     def bleu_statistics(self, sample, model) -> dict:
-        """Hook for --eval-bleu: sacrebleu's sufficient statistics of one validation batch (fairseq's
-        _bleu_counts_i, _bleu_totals_i, _bleu_sys_len, _bleu_ref_len), summed over batches and ranks.
-        It needs the beam-search generator; until that lands --eval-bleu is refused at start-up."""
-        raise BigseqError("--eval-bleu needs the translation generator, which bigseq does not have yet")
+        """--eval-bleu: sacrebleu's sufficient statistics of one validation batch (fairseq's _bleu_counts_i,
+        _bleu_totals_i, _bleu_sys_len, _bleu_ref_len), translated with the --eval-bleu-args beam search."""
+        from bigseq.generation.scoring import eval_bleu_statistics
+        model = getattr(model, "module", model)  # the engine's model: its encode/decode
+        return eval_bleu_statistics(model, sample, target_dictionary=self.target_dictionary,
+                                    target_tokenizer=self.target_tokenizer, **self.eval_bleu_settings()
+                                    ).logging_output()
+
+    def valid_step(self, sample, model, criterion):
+        loss, sample_size, log = super().valid_step(sample, model, criterion)
+        if self.cfg.eval_bleu:
+            log = {**log, **self.bleu_statistics(sample, model)}
+        return loss, sample_size, log
+
+    @property
+    def valid_sum_keys(self) -> tuple[str, ...]:
+        if not self.cfg.eval_bleu:
+            return ()
+        from bigseq.generation.scoring import BleuStats
+        return tuple(BleuStats().logging_output())
+
+    def valid_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """Corpus BLEU of the whole validation split (statistics summed over batches and ranks, then scored)."""
+        if not self.cfg.eval_bleu:
+            return {}
+        from bigseq.generation.scoring import BleuStats
+        return {"bleu": BleuStats.from_logging_output(sums).bleu()}
 
     # data ---------------------------------------------------------------------------------
     def load_dataset(self, split: str) -> tuple[MMapIndexedDataset, MMapIndexedDataset]:

@@ -64,7 +64,7 @@ class Run:
             local = (s for update in batches.next_epoch_itr() for s in update)
             sums = self.trainer.valid_sums(self.progress(local, epoch, f"valid on '{split}'"))
             stats = _reduce(self.trainer, sums)
-            stats.update(num_updates=self.trainer.num_updates)
+            stats.update(self.task.valid_metrics(sums), num_updates=self.trainer.num_updates)
             bar = self.progress([], epoch, f"valid on '{split}'")
             bar.print(stats, tag=split, step=self.trainer.num_updates)
             results[split] = stats

@@ -55,7 +55,7 @@ class PipelineTrainer(Trainer):
 
     def _batches(self, samples: list, scale: float):
         scale_t = torch.tensor(scale, dtype=torch.float64)
-        return iter([(s.tokens, (s.targets, scale_t)) for s in samples])
+        return iter([(_stage_inputs(s), (s.targets, scale_t)) for s in samples])
 
     def _local_sums(self, samples: list) -> torch.Tensor:
         """Loss sums from the last stage, token and sentence counts from the first."""
@@ -90,3 +90,11 @@ class PipelineTrainer(Trainer):
         if samples:
             self.engine.eval_batch(self._batches(samples, 1.0), num_micro_batches=len(samples), bcast_loss=False)
         return dict(zip(self.sum_keys, self._all_reduce(self._local_sums(samples)).tolist()))
+
+
+def _stage_inputs(sample):
+    """The first stage's inputs: tokens, or (tokens, positions[, cu_seqlens]) for packed documents."""
+    if sample.positions is None:
+        return sample.tokens
+    layout = () if sample.cu_seqlens is None else (sample.cu_seqlens,)
+    return (sample.tokens, sample.positions, *layout)

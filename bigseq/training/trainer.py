@@ -18,6 +18,7 @@ PipelineTrainer; each trainer only says how its engine runs one update
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -163,11 +164,14 @@ class Trainer:
 
     @torch.no_grad()
     def valid_sums(self, batches) -> dict[str, float]:
-        """Summed logging outputs over a whole split (all ranks)."""
-        sums = self._zero_sums()
-        for sample in batches:
-            if sample is None or sample.nsentences == 0:  # a filler row: all ranks of its SP group skip it
-                continue
-            _, _, log = self.task.valid_step(self._local(sample), self.engine, self.criterion)
-            sums += self._as_sums(log)
-        return dict(zip(self.sum_keys, self._all_reduce(sums).tolist()))
+        """Summed logging outputs over a whole split (all ranks): the criterion's and the task's (BLEU)."""
+        keys = (*self.sum_keys, *self.task.valid_sum_keys)
+        sums = torch.zeros(len(keys), dtype=torch.float64)
+        # a task that decodes while validating (--eval-bleu) calls the model method by method: whole weights
+        with ds_engine.whole_model(self.engine) if self.task.valid_sum_keys else contextlib.nullcontext():
+            for sample in batches:
+                if sample is None or sample.nsentences == 0:  # a filler row: all ranks of its SP group skip it
+                    continue
+                _, _, log = self.task.valid_step(self._local(sample), self.engine, self.criterion)
+                sums += torch.tensor([float(log.get(k, 0.0)) for k in keys], dtype=torch.float64)
+        return dict(zip(keys, self._all_reduce(sums).tolist()))

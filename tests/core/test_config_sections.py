@@ -85,4 +85,4 @@ def test_transformer_lm_runtime_fields_are_what_may_change_on_resume():
     from bigseq.models.family import get_family
     assert get_family("transformer_lm").runtime_fields == {
         "dropout", "attention_dropout", "activation_dropout", "attention_impl", "checkpoint_activations",
-        "checkpoint_interval"}
+        "checkpoint_interval", "mlp_chunks"}

@@ -4,6 +4,7 @@ A token-bucketed micro-batch holds a varying number of sentences; the loss is no
 target-token count, so any world size and ZeRO stage gives the one-rank losses, and a run resumed
 mid-epoch continues exactly."""
 
+import json
 import os
 
 import pytest
@@ -28,25 +29,36 @@ def _train(data, args, **kw):
     return train(data, args, base=TINY_TRANSLATION, **kw)
 
 
+# validation translates the valid set with beam search and logs corpus BLEU (statistics summed over ranks)
+EVAL_BLEU = ["--eval-bleu", "--eval-bleu-args", '{"beam": 2, "max_len_a": 1.2, "max_len_b": 5}']
+
+
+def _valid_bleu(log_file: str) -> float:
+    with open(log_file) as f:
+        records = [json.loads(line) for line in f]
+    return [r["bleu"] for r in records if r.get("tag") == "valid"][-1]
+
+
 @pytest.fixture(scope="module")
 def reference(bitext, tmp_path_factory):
     log = str(tmp_path_factory.mktemp("ref") / "log.jsonl")
-    _train(bitext, ["--max-update", str(UPDATES), "--no-save", "--dropout", "0.0"], log_file=log)
+    _train(bitext, ["--max-update", str(UPDATES), "--no-save", "--dropout", "0.0", *EVAL_BLEU], log_file=log)
     losses = train_losses(log)
     assert sorted(losses) == list(range(1, UPDATES + 1)) and losses[UPDATES] < losses[1] - 0.3  # it learns
-    return losses
+    return losses, _valid_bleu(log)
 
 
 @pytest.mark.launcher
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_zero_stage_on_two_ranks_matches_one_rank(bitext, tmp_path, reference, stage):
     log = str(tmp_path / "log.jsonl")
-    _train(bitext, ["--max-update", str(UPDATES), "--no-save", "--dropout", "0.0", "--zero-stage", str(stage)],
-           nproc=2, launcher="deepspeed", log_file=log)
-    got = train_losses(log)
-    assert sorted(got) == sorted(reference)
-    for n, want in reference.items():
+    _train(bitext, ["--max-update", str(UPDATES), "--no-save", "--dropout", "0.0", "--zero-stage", str(stage),
+                    *EVAL_BLEU], nproc=2, launcher="deepspeed", log_file=log)
+    got, (want_losses, want_bleu) = train_losses(log), reference
+    assert sorted(got) == sorted(want_losses)
+    for n, want in want_losses.items():
         assert abs(got[n] - want) <= 2e-5, (n, got[n], want)
+    assert _valid_bleu(log) == pytest.approx(want_bleu, abs=1e-6)  # each rank translates its half
 
 
 def test_resume_mid_epoch_is_exact(bitext, tmp_path):

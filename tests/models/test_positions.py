@@ -91,3 +91,27 @@ def test_bad_positions_are_clear_errors():
         model(tokens, positions=torch.arange(3)[None])
     with pytest.raises(BigseqError, match="position 8 is beyond"):
         model(tokens, positions=torch.tensor([[0, 1, 8, 2]]))
+
+
+@pytest.mark.parametrize("kind", ["learned", "sinusoidal"])
+def test_position_offset_shifts_every_position_fairseq_style(kind):
+    """--position-offset 2 (fairseq's transformer_lm: pad_idx + 1) embeds position p as p + 2 would be without
+    it: on a plain forward, with per-token positions and in a cached decode step."""
+    base = build(CONFIGS[kind], dropout=0.0).eval()
+    shifted = build(CONFIGS[kind], dropout=0.0, position_offset=2).eval()
+    state = base.state_dict()
+    if kind == "learned":  # the offset table has two more rows in front; give the base model the same rows
+        table = shifted.state_dict()["embed.positions.weight"]
+        state["embed.positions.weight"] = table[: state["embed.positions.weight"].shape[0]]
+    shifted.load_state_dict({**state, **({"embed.positions.weight": table} if kind == "learned" else {})})
+    base.load_state_dict(state)
+    tokens = torch.randint(0, VOCAB, (2, 6))
+    with torch.no_grad():
+        assert torch.equal(shifted(tokens), base(tokens, start_pos=2))
+        assert torch.equal(shifted(tokens, positions=torch.arange(6).expand(2, 6)), base(tokens, start_pos=2))
+        assert torch.equal(shifted(tokens[:, 3:], start_pos=3), base(tokens[:, 3:], start_pos=5))
+
+
+def test_position_offset_is_refused_where_positions_have_no_table():
+    with pytest.raises(BigseqError, match="--position-offset 2: .* \\(these are rope\\)"):
+        dataclasses.replace(CONFIGS["rope"], position_offset=2)

@@ -1,12 +1,13 @@
 """transformer (encoder-decoder) as a ModelFamily: how the rest of bigseq builds and sizes it.
 
-No pipeline split yet (the trainer refuses --pipeline-parallel-size > 1 naming the family) and no
-HF adapter yet (FSMT and M2M100 go under models/transformer/hf/).
+No pipeline split yet (the trainer refuses --pipeline-parallel-size > 1 naming the family). HF
+interop: FSMT and M2M100 (models/transformer/hf/).
 """
 
 from __future__ import annotations
 
 from bigseq.models.family import ModelDims, ModelFamily, register_family
+from bigseq.models.transformer import hf
 from bigseq.models.transformer.config import TransformerConfig
 from bigseq.models.transformer.model import TransformerModel
 
@@ -31,4 +32,4 @@ def attention_flops_per_token(cfg: TransformerConfig, seq_len: int) -> float:
 TRANSFORMER = register_family(ModelFamily(
     name="transformer", model_cls=TransformerModel, config_cls=TransformerConfig,
     build=lambda cfg, task, seed: TransformerModel.build(cfg, task, seed=seed),
-    pipeline_layers=None, hf_adapter=None, dims=dims, attention_flops_per_token=attention_flops_per_token))
+    pipeline_layers=None, hf_adapter=hf, dims=dims, attention_flops_per_token=attention_flops_per_token))

@@ -55,6 +55,10 @@ class TransformerLMConfig:
     positions: Optional[Literal["learned", "sinusoidal", "rope", "none"]] = None
     """Position encoding; None: from the fairseq flags (sinusoidal unless --decoder-learned-pos or
     --no-token-positional-embeddings)."""
+    position_offset: int = 0
+    """Index of the first position in the learned or sinusoidal table (fairseq's transformer_lm
+    checkpoints: pad_idx + 1, as its positions skip the padding row; the learned table then has this many
+    more rows than --max-target-positions)."""
     rope_theta: float = 10000.0
     """RoPE base frequency (with --positions rope)."""
     rope_scaling: Literal["none", "llama3", "longrope", "linear"] = "none"
@@ -140,6 +144,10 @@ class TransformerLMConfig:
     """With --checkpoint-activations: decoder layers per recomputed segment."""
     attention_impl: str = runtime("torch")
     """bigseq.kernels.attention implementation: auto, triton, cuda or torch."""
+    mlp_chunks: int = runtime(1)
+    """Run each feed-forward block over K slices of the tokens, each recomputed in the backward, so at long
+    sequences only one slice's ffn-wide activations exist at a time (DeepSpeed's TiledMLP; the tiled loss
+    is --fused-linear-ce)."""
 
     def __post_init__(self):
         check_config(self)

@@ -39,6 +39,8 @@ def check_config(cfg: TransformerLMConfig) -> None:
     _check_gemma_olmo_fields(cfg)
     if cfg.norm_eps <= 0 or cfg.init_std <= 0:
         raise BigseqError("--norm-eps and --init-std must be > 0")
+    if cfg.mlp_chunks < 1:
+        raise BigseqError(f"--mlp-chunks must be >= 1 (1: no tiling), got {cfg.mlp_chunks}")
     if cfg.vocab_size is not None and cfg.vocab_size < 1:
         raise BigseqError(f"--vocab-size must be >= 1, got {cfg.vocab_size}")
 
@@ -60,6 +62,9 @@ def _check_positions(cfg: TransformerLMConfig) -> None:
         raise BigseqError(f"sinusoidal positions need an even --decoder-embed-dim, got {cfg.decoder_embed_dim}")
     if cfg.rope_theta <= 0:
         raise BigseqError(f"--rope-theta must be > 0, got {cfg.rope_theta}")
+    if cfg.position_offset < 0 or (cfg.position_offset and kind not in ("learned", "sinusoidal")):
+        raise BigseqError(f"--position-offset {cfg.position_offset}: must be >= 0, and only learned or "
+                          f"sinusoidal positions have one (these are {kind})")
 
 
 def _check_rope_scaling(cfg: TransformerLMConfig) -> None:

@@ -81,17 +81,20 @@ class TransformerLanguageModel(BaseModel):
 
     # forward ----------------------------------------------------------------
     def forward(self, src_tokens: torch.Tensor, *, positions: torch.Tensor | None = None,
-                kv_cache: KVCache | None = None, start_pos: int = 0) -> torch.Tensor:
+                cu_seqlens: torch.Tensor | None = None, kv_cache: KVCache | None = None,
+                start_pos: int = 0) -> torch.Tensor:
         """src_tokens (B, T) at positions start_pos.. (or per token: positions (B, T)) -> logits (B, T, V)."""
-        return self.output_layer(self.forward_hidden(src_tokens, positions=positions, kv_cache=kv_cache,
-                                                     start_pos=start_pos))
+        return self.output_layer(self.forward_hidden(src_tokens, positions=positions, cu_seqlens=cu_seqlens,
+                                                     kv_cache=kv_cache, start_pos=start_pos))
 
     def forward_hidden(self, src_tokens: torch.Tensor, *, positions: torch.Tensor | None = None,
-                       kv_cache: KVCache | None = None, start_pos: int = 0) -> torch.Tensor:
+                       cu_seqlens: torch.Tensor | None = None, kv_cache: KVCache | None = None,
+                       start_pos: int = 0) -> torch.Tensor:
         """src_tokens (B, T) -> hidden states after the final norm (B, T, D).
 
         positions (B, T) place each token (position embeddings and RoPE); start_pos is where the
-        tokens go in the KV cache, and their positions when positions is None.
+        tokens go in the KV cache, and their positions when positions is None. cu_seqlens (int32)
+        cuts the flattened B * T tokens into documents that attend only within themselves.
         """
         if positions is not None and positions.shape != src_tokens.shape:
             raise ValueError(f"positions: expected the shape of src_tokens {tuple(src_tokens.shape)}, "
@@ -104,17 +107,19 @@ class TransformerLanguageModel(BaseModel):
         if recompute:
             step = max(1, self.cfg.checkpoint_interval)
             for lo in range(0, len(self.layers), step):
-                x_BTD = checkpoint(self._run_layers, x_BTD, lo, lo + step, ropes, start_pos, use_reentrant=False)
+                x_BTD = checkpoint(self._run_layers, x_BTD, lo, lo + step, ropes, start_pos, cu_seqlens,
+                                   use_reentrant=False)
             return self.final_norm(x_BTD)
         for i, layer in enumerate(self.layers):
-            x_BTD = layer(x_BTD, rope=ropes[i], start_pos=start_pos,
+            x_BTD = layer(x_BTD, rope=ropes[i], start_pos=start_pos, cu_seqlens=cu_seqlens,
                           kv_cache=kv_cache.layer(i) if kv_cache else None)
         return self.final_norm(x_BTD)
 
-    def _run_layers(self, x_BTD: torch.Tensor, lo: int, hi: int, ropes, start_pos: int) -> torch.Tensor:
+    def _run_layers(self, x_BTD: torch.Tensor, lo: int, hi: int, ropes, start_pos: int,
+                    cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
         """Layers lo..hi-1: one recomputed segment of activation checkpointing."""
         for i in range(lo, min(hi, len(self.layers))):
-            x_BTD = self.layers[i](x_BTD, rope=ropes[i], start_pos=start_pos)
+            x_BTD = self.layers[i](x_BTD, rope=ropes[i], start_pos=start_pos, cu_seqlens=cu_seqlens)
         return x_BTD
 
     @property

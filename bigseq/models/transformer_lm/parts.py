@@ -35,7 +35,9 @@ class TransformerLMEmbedding(nn.Module):
         # Gemma's sqrt(d) rounded to the weight dtype (through fp32, as its buffer is); fairseq's is exact
         self.scale_in_weight_dtype = cfg.embed_scale_in_weight_dtype
         kind = cfg.position_kind
-        self.positions = (LearnedPositionalEmbedding(cfg.max_target_positions, d) if kind == "learned"
+        self.position_offset = cfg.position_offset  # fairseq's: its first position is pad_idx + 1
+        self.positions = (LearnedPositionalEmbedding(cfg.max_target_positions + cfg.position_offset, d)
+                          if kind == "learned"
                           else SinusoidalPositionalEmbedding(d) if kind == "sinusoidal" else None)
         self.layernorm = build_norm(cfg.norm, d, cfg.norm_eps, cfg.bias) if cfg.layernorm_embedding else None
         self.dropout = Dropout(cfg.dropout)
@@ -49,6 +51,9 @@ class TransformerLMEmbedding(nn.Module):
         elif self.scale != 1.0:
             x_BTD = x_BTD * self.scale
         T = tokens_BT.shape[1]
+        if self.position_offset:
+            start_pos += self.position_offset
+            positions = None if positions is None else positions + self.position_offset
         if isinstance(self.positions, LearnedPositionalEmbedding):
             x_BTD = x_BTD + self.positions(T, start_pos, positions=positions)
         elif self.positions is not None:
@@ -96,7 +101,8 @@ def build_decoder_layer(cfg: TransformerLMConfig, index: int,
         head_dim=cfg.decoder_head_dim, qkv_bias=cfg.uses_qkv_bias, out_bias=cfg.uses_out_bias,
         mlp_bias=cfg.uses_mlp_bias, qk_norm=cfg.qk_norm, window=cfg.layer_window(index),
         norm_placement=cfg.norm_placement, attn_softcap=cfg.attn_logit_softcap,
-        softmax_scale=None if cfg.query_pre_attn_scalar is None else cfg.query_pre_attn_scalar ** -0.5)
+        softmax_scale=None if cfg.query_pre_attn_scalar is None else cfg.query_pre_attn_scalar ** -0.5,
+        mlp_chunks=cfg.mlp_chunks)
 
 
 def build_final_norm(cfg: TransformerLMConfig) -> nn.Module:

@@ -5,9 +5,11 @@ plain model's parameter names as prefixes, so a stage initialises (and later
 consolidates to) exactly the weights of ``TransformerLanguageModel``. Tied
 embeddings are one module (key 'embed') used by the first and the last layer.
 
-Between stages travel the hidden states, or (hidden states, positions (B, T))
-when the first stage is given (tokens, positions); the last decoder layer drops
-the positions. Only hidden states cross a stage boundary, so each decoder layer
+Between stages travel the hidden states, or (hidden states, positions (B, T)[,
+cu_seqlens]) when the first stage is given (tokens, positions[, cu_seqlens]): the
+document layout of --document-mask, integer tensors that DeepSpeed's pipeline sends
+with their shapes (dynamic_shape) and without gradients; the last decoder layer drops
+them. Only these cross a stage boundary, so each decoder layer
 computes RoPE's cos/sin itself (from the positions, or from T) with its own RoPE
 (``rope_config(cfg, i)``: Gemma 3's sliding layers have their own theta). The head
 stage soft-caps the logits as the plain model's output_layer does (``output_logits``).
@@ -35,25 +37,25 @@ TIE_KEY = "embed"
 
 
 class PipelineEmbedding(TransformerLMEmbedding):
-    """tokens (B, T) -> hidden; (tokens, positions) -> (hidden, positions)."""
+    """tokens (B, T) -> hidden; (tokens, positions[, cu_seqlens]) -> (hidden, positions[, cu_seqlens])."""
 
     def forward(self, inputs):
         if isinstance(inputs, tuple):
-            tokens_BT, positions_BT = inputs
-            return super().forward(tokens_BT, positions=positions_BT), positions_BT
+            tokens_BT, positions_BT, *layout = inputs
+            return super().forward(tokens_BT, positions=positions_BT), positions_BT, *layout
         return super().forward(inputs)
 
 
 class PipelineDecoderLayer(TransformerDecoderLayer):
-    """hidden -> hidden; (hidden, positions) -> (hidden, positions), or hidden from the last layer."""
+    """hidden -> hidden; (hidden, positions[, cu_seqlens]) -> the same tuple, or hidden from the last layer."""
 
     last = False
 
     def forward(self, inputs):
         if isinstance(inputs, tuple):
-            x_BTD, positions_BT = inputs
-            x_BTD = super().forward(x_BTD, positions=positions_BT)
-            return x_BTD if self.last else (x_BTD, positions_BT)
+            x_BTD, positions_BT, *layout = inputs
+            x_BTD = super().forward(x_BTD, positions=positions_BT, cu_seqlens=layout[0] if layout else None)
+            return x_BTD if self.last else (x_BTD, positions_BT, *layout)
         return super().forward(inputs)
 
 

@@ -29,7 +29,8 @@ class GPT2Adapter(HFAdapter):
 
     def represents(self, cfg: TransformerLMConfig) -> bool:
         return (cfg.decoder_normalize_before and cfg.has_final_norm and not cfg.layernorm_embedding
-                and cfg.no_scale_embedding and cfg.position_kind == "learned" and cfg.norm == "layernorm"
+                and cfg.no_scale_embedding and cfg.position_kind == "learned" and not cfg.position_offset
+                and cfg.norm == "layernorm"
                 and cfg.bias and cfg.kv_heads == cfg.decoder_attention_heads and cfg.activation_fn in _ACT
                 and plain_layers(cfg))
 

@@ -1,0 +1,80 @@
+"""One step of candidate selection for beam search, as fairseq's ``search.BeamSearch`` / ``search.Sampling``.
+
+Both take the step's log-probabilities ``lprobs_BKV`` (B sentences, K beams, V
+words) and the cumulative scores of the beams so far, and return candidates
+``(scores, tokens, beams)`` each (B, C), best first for beam search. At step 0
+every beam holds the same prefix (eos), so only beam 0 is expanded.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def beam_candidates(step: int, lprobs_BKV: torch.Tensor, prev_scores_BK: torch.Tensor | None):
+    """The 2*K best (beam, word) continuations over the flattened K x V scores."""
+    B, K, V = lprobs_BKV.shape
+    if step == 0:
+        lprobs_BKV = lprobs_BKV[:, :1]
+    else:
+        lprobs_BKV = lprobs_BKV + prev_scores_BK.unsqueeze(-1)
+    flat = lprobs_BKV.reshape(B, -1)
+    scores, indices = flat.topk(min(2 * K, flat.shape[1] - 1))  # fairseq's -1: pad, always -inf, is never picked
+    return scores, indices.fmod(V), torch.div(indices, V, rounding_mode="trunc")
+
+
+def top_p_sorted(probs_BKV: torch.Tensor, p: float):
+    """fairseq's ``_sample_topp``: the smallest prefix of the sorted probabilities reaching p (others 0)."""
+    sorted_probs, sorted_ids = probs_BKV.sort(descending=True)
+    mask = sorted_probs.cumsum(dim=2).lt(p)
+    last = mask.cumsum(dim=2)[:, :, -1:].clamp_(0, mask.shape[2] - 1)
+    mask = mask.scatter_(2, last, True)
+    width = int(last.max()) + 1
+    return sorted_probs[:, :, :width].masked_fill(~mask[:, :, :width], 0), sorted_ids[:, :, :width]
+
+
+def sampling_candidates(step: int, lprobs_BKV: torch.Tensor, prev_scores_BK: torch.Tensor | None, *,
+                        topk: int = -1, topp: float = -1.0, generator: torch.Generator | None = None):
+    """One sampled word per beam (K candidates); at step 0 the K samples all extend beam 0."""
+    B, K, V = lprobs_BKV.shape
+    if step == 0:
+        lprobs_BKV = lprobs_BKV[:, :1]
+    top_ids = None
+    if topp > 0:
+        probs, top_ids = top_p_sorted(lprobs_BKV.exp(), topp)
+    elif topk > 0:
+        lprobs_BKV, top_ids = lprobs_BKV.topk(topk)
+        probs = lprobs_BKV.exp()
+    else:
+        probs = lprobs_BKV.exp()
+    if step == 0:
+        ids_BK = torch.multinomial(probs.view(B, -1), K, replacement=True, generator=generator)
+        probs = probs.expand(B, K, -1)
+    else:
+        ids_BK = torch.multinomial(probs.view(B * K, -1), 1, replacement=True, generator=generator).view(B, K)
+    scores_BK = probs.gather(2, ids_BK.unsqueeze(-1)).log().view(B, K)
+    if top_ids is not None:
+        ids_BK = top_ids.expand(B, K, -1).gather(2, ids_BK.unsqueeze(-1)).squeeze(2)
+    if step == 0:
+        return scores_BK, ids_BK, torch.zeros_like(ids_BK)
+    beams_BK = torch.arange(K, device=ids_BK.device).repeat(B, 1)
+    return scores_BK + prev_scores_BK, ids_BK, beams_BK
+
+
+def block_repeated_ngrams(tokens_RT: torch.Tensor, lprobs_RV: torch.Tensor, n: int) -> None:
+    """-inf (in place) for every word that would repeat an n-gram of its row (fairseq's NGramRepeatBlock).
+
+    tokens_RT: each row's tokens so far, the leading eos included (as fairseq counts it). For n = 1
+    the leading eos is skipped: fairseq would ban eos from the first step on and never finish.
+    """
+    T = tokens_RT.shape[1]
+    if T + 1 < n:
+        return
+    for row, seq in enumerate(tokens_RT.tolist()):
+        if n == 1:
+            banned = seq[1:]
+        else:
+            context = seq[T - n + 1:]
+            banned = [seq[i + n - 1] for i in range(T - n + 1) if seq[i:i + n - 1] == context]
+        if banned:
+            lprobs_RV[row, banned] = float("-inf")
