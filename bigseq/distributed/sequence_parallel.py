@@ -78,7 +78,9 @@ class _UlyssesState:
     def __init__(self, state):
         self._state = state
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str):  # only for names not found on the instance or the class
+        if name == "_state":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
         return getattr(self._state, name)
 
     @staticmethod
