@@ -61,6 +61,8 @@ def _rank(rank: int, port: int, results) -> None:
     import deepspeed
 
     from bigseq.distributed import sequence_parallel
+    from bigseq.distributed.launch_env import release_shared_memory_at_exit
+    release_shared_memory_at_exit()  # DeepSpeed's CPU communicator leaves a 66 MiB /dev/shm buffer per rank
     deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
     sp, _ = sequence_parallel.init_groups(P, rank, P)
     out = {}
