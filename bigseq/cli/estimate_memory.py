@@ -19,7 +19,9 @@ class EstimateMemoryConfig:
     zero_stage: int = 3
     """ZeRO stage of the planned run (the fit column covers all stages)."""
     world_size: int = 8
-    """Data-parallel devices."""
+    """Devices (ZeRO shards the model states over all of them)."""
+    sequence_parallel_size: int = 1
+    """Devices that split each sequence (--sequence-parallel-size of bigseq train): activations divide by it."""
     micro_batch: int = 1
     """Sequences per device per forward pass."""
     tokens_per_sample: int = 4096
@@ -51,9 +53,13 @@ def render(cfg: EstimateMemoryConfig) -> str:
     shape = model_shape(cfg.arch, cfg.vocab_size)
     rows = [estimate(shape, zero_stage=stage, world_size=cfg.world_size, micro_batch=cfg.micro_batch,
                      seq_len=cfg.tokens_per_sample, precision=cfg.precision,
-                     offload_optimizer=cfg.offload_optimizer == "cpu") for stage in range(4)]
+                     offload_optimizer=cfg.offload_optimizer == "cpu", sequence_parallel=cfg.sequence_parallel_size)
+            for stage in range(4)]
     offload = ", optimizer offload to cpu" if cfg.offload_optimizer == "cpu" else ""
-    lines = [f"{cfg.arch}: {shape.num_params:,} parameters | {cfg.world_size} devices | micro-batch "
+    sp = cfg.sequence_parallel_size
+    devices = f"{cfg.world_size} devices" + (f" ({sp} sequence-parallel x {cfg.world_size // sp} data-parallel)"
+                                             if sp > 1 else "")
+    lines = [f"{cfg.arch}: {shape.num_params:,} parameters | {devices} | micro-batch "
              f"{cfg.micro_batch} x {cfg.tokens_per_sample} tokens | {cfg.precision}, Adam{offload}",
              "per device, GiB:", "",
              "| ZeRO | parameters | gradients | optimizer states | activations | activations (ckpt) | total | "

@@ -95,6 +95,10 @@ class DistributedConfig:
     world size or ZeRO stage; picked automatically when it is the conversion of the latest checkpoint."""
     pipeline_parallel_size: int = 1
     """Pipeline stages (DeepSpeed PipelineModule); the data-parallel degree is world size / this."""
+    sequence_parallel_size: int = 1
+    """DeepSpeed-Ulysses sequence parallelism: each group of P ranks splits every sample's tokens P ways
+    (attention trades sequence slices for head slices); the data-parallel degree is world size / P. P must
+    divide the world size, --tokens-per-sample and the (key/value) head counts."""
     pipeline_partition_method: str = "parameters"
     """How layers are split into stages: parameters (balance parameter counts), uniform (layer counts),
     or type:<LayerClass> (balance layers whose class name matches, e.g. type:TransformerDecoderLayer)."""

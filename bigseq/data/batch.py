@@ -44,6 +44,38 @@ class LMBatch:
             out["cu_seqlens"] = self.cu_seqlens
         return out
 
+    def sequence_slice(self, rank: int, size: int, pad_idx: int) -> "LMBatch":
+        """Slice ``rank`` of ``size`` along T (sequence parallelism), rows padded to a multiple of ``size``.
+
+        Tokens and targets are cut at the same columns: a target is the next token of the whole row,
+        so none is lost at a slice boundary. Positions are made explicit (the slice of rank r starts
+        at r * T / size), and cu_seqlens stay over the whole (padded) rows, as the attention sees them
+        after its all-to-all. ``ntokens`` counts this slice's targets; the sentences are counted once,
+        on rank 0, so summed logging stays right; ``global_ntokens`` is unchanged.
+        """
+        B, T = self.tokens.shape
+        width = -(-T // size) * size
+        tokens, targets, positions = self.tokens, self.targets, self.positions
+        if positions is None:
+            positions = torch.arange(T, device=tokens.device).expand(B, T)
+        cu_seqlens = self.cu_seqlens
+        if width != T:  # padding joins each row's last document, after all its tokens
+            extra = width - T
+            tokens = torch.nn.functional.pad(tokens, (0, extra), value=pad_idx)
+            targets = torch.nn.functional.pad(targets, (0, extra), value=pad_idx)
+            last_BT = positions[:, -1:] + torch.arange(1, extra + 1, device=positions.device)
+            positions = torch.cat([positions, last_BT], dim=1)
+            if cu_seqlens is not None:
+                starts = cu_seqlens[:-1].long()
+                starts = starts // T * width + starts % T
+                cu_seqlens = torch.cat([starts, starts.new_tensor([B * width])]).to(self.cu_seqlens.dtype)
+        cols = slice(rank * width // size, (rank + 1) * width // size)
+        targets = targets[:, cols].contiguous()
+        return LMBatch(ids=self.ids, tokens=tokens[:, cols].contiguous(), targets=targets,
+                       ntokens=int((targets != pad_idx).sum()), nsentences=self.nsentences if rank == 0 else 0,
+                       global_ntokens=self.global_ntokens, positions=positions[:, cols].contiguous(),
+                       cu_seqlens=cu_seqlens)
+
 
 @dataclass
 class Seq2SeqBatch:

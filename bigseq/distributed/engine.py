@@ -143,8 +143,9 @@ def build_lr_scheduler(cfg, optimizer):
                                                 max_update=cfg.optimization.max_update)
 
 
-def initialize(cfg, model: torch.nn.Module, dp_size: int, *, load_universal: bool = False):
-    """-> (engine, optimizer, lr_scheduler, ds_config). Non-finite updates can be skipped via the returned objects."""
+def initialize(cfg, model: torch.nn.Module, dp_size: int, *, load_universal: bool = False, mpu=None):
+    """-> (engine, optimizer, lr_scheduler, ds_config). Non-finite updates can be skipped via the returned objects.
+    mpu: DeepSpeed's parallel state (sequence parallelism), which makes dp_size = world / P."""
     import deepspeed
 
     ds_config = build_ds_config(cfg, dp_size, load_universal=load_universal)
@@ -153,20 +154,21 @@ def initialize(cfg, model: torch.nn.Module, dp_size: int, *, load_universal: boo
     make_step_skippable(optimizer)  # after the scheduler: torch's LRScheduler re-wraps optimizer.step
     try:
         engine, ds_optimizer, _, ds_scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config, mpu=mpu)
     except (AssertionError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise BigseqError(f"DeepSpeed rejected the configuration: {reason} "
                           f"(check --deepspeed-config, --zero-stage, --precision, batch sizes)") from None
-    if engine.dp_world_size == 1 and not engine.zero_optimization():
+    if engine.dp_world_size == 1 and not engine.zero_optimization() and mpu is None:
         # one data-parallel rank: the all-reduce is the identity, yet DeepSpeed would still flatten
         # every gradient into one buffer, reduce it and copy it back after each backward
         engine.enable_backward_allreduce = False
     return engine, optimizer, scheduler, ds_config
 
 
-def model_init_context(cfg, dp_size: int):
-    """Context entered around task.build_model: with ZeRO-3 each module is sharded as it is built."""
+def model_init_context(cfg, dp_size: int, mpu=None):
+    """Context entered around task.build_model: with ZeRO-3 each module is sharded as it is built (over all
+    ranks; mpu, with sequence parallelism, only makes its batch arithmetic use dp_size = world / P)."""
     ds_config = build_ds_config(cfg, dp_size)  # a --deepspeed-config file may be what asks for stage 3
     if ds_config.get("zero_optimization", {}).get("stage", 0) != 3:
         return contextlib.nullcontext()
@@ -174,7 +176,7 @@ def model_init_context(cfg, dp_size: int):
 
     if not torch.cuda.is_available():  # before the first layer is built and partitioned
         cpu_allocator.return_freed_memory()
-    return zero3.init_context(ds_config)
+    return zero3.init_context(ds_config, mpu)
 
 
 

@@ -9,7 +9,10 @@ mixed precision with Adam, per parameter:
   straight into the fp32 partition, so it keeps no 16-bit gradient copy.
 Optimizer offload moves the fp32 gradients and the Adam state to host memory.
 fp32 runs keep no 16-bit copies and no master weights: 4 B weights, 4 B gradients, 8 B moments.
-Activations assume a fused attention kernel (no seq x seq score matrix kept).
+Activations assume a fused attention kernel (no seq x seq score matrix kept). Sequence parallelism
+(Ulysses) of degree P gives each device T/P tokens of every layer (attention's all-to-all trades them
+for the whole sequence of H/P heads: the same size), so activations divide by P; ZeRO still shards
+the model states over all devices.
 """
 
 from __future__ import annotations
@@ -91,10 +94,21 @@ def activation_bytes(shape: ModelShape, micro_batch: int, seq_len: int, bytes_pe
     return shape.layers * per_layer + logits
 
 
+def check_sequence_parallel(shape: ModelShape, sp: int, world_size: int, seq_len: int) -> None:
+    """What --sequence-parallel-size needs, as bigseq train checks it: one line each."""
+    if sp < 1:
+        raise BigseqError(f"--sequence-parallel-size must be >= 1, got {sp}")
+    for name, value in (("--world-size", world_size), ("--tokens-per-sample", seq_len), ("heads", shape.heads),
+                        ("key/value heads", shape.kv_heads)):
+        if value % sp:
+            raise BigseqError(f"{name} {value} is not divisible by --sequence-parallel-size {sp}")
+
+
 def estimate(shape: ModelShape, *, zero_stage: int, world_size: int, micro_batch: int, seq_len: int,
-             precision: str = "bf16", offload_optimizer: bool = False) -> DeviceMemory:
+             precision: str = "bf16", offload_optimizer: bool = False, sequence_parallel: int = 1) -> DeviceMemory:
     if zero_stage not in (0, 1, 2, 3):
         raise BigseqError(f"--zero-stage {zero_stage} does not exist; use 0, 1, 2 or 3")
+    check_sequence_parallel(shape, sequence_parallel, world_size, seq_len)
     if world_size < 1 or micro_batch < 1 or seq_len < 1:
         raise BigseqError("--world-size, --micro-batch and --tokens-per-sample must be positive")
     if precision not in ("bf16", "fp16", "fp32"):
@@ -118,8 +132,9 @@ def estimate(shape: ModelShape, *, zero_stage: int, world_size: int, micro_batch
     else:
         host = 0
     value_b = 4 if precision == "fp32" else 2
+    local_len = seq_len // sequence_parallel  # this device's slice of every sequence
     return DeviceMemory(
         zero_stage=zero_stage, parameters=weights, gradients=grads16 + grads32, optimizer_states=optimizer,
-        activations=activation_bytes(shape, micro_batch, seq_len, value_b, checkpointing=False),
-        activations_checkpointed=activation_bytes(shape, micro_batch, seq_len, value_b, checkpointing=True),
+        activations=activation_bytes(shape, micro_batch, local_len, value_b, checkpointing=False),
+        activations_checkpointed=activation_bytes(shape, micro_batch, local_len, value_b, checkpointing=True),
         host_bytes=host)

@@ -21,12 +21,13 @@ def full_numel(param: torch.Tensor) -> int:
     return int(param.ds_numel) if is_partitioned(param) else param.numel()
 
 
-def init_context(ds_config: dict):
+def init_context(ds_config: dict, mpu=None):
     """``deepspeed.zero.Init`` for ``ds_config`` (a ZeRO-3 config): build the model inside it."""
     import deepspeed
 
     offload = ds_config.get("zero_optimization", {}).get("offload_param", {}).get("device", "none")
-    return deepspeed.zero.Init(config_dict_or_path=ds_config, remote_device=None if offload == "none" else offload)
+    return deepspeed.zero.Init(config_dict_or_path=ds_config, remote_device=None if offload == "none" else offload,
+                               mpu=mpu)
 
 
 def resident_numel(module: torch.nn.Module) -> int:

@@ -14,7 +14,13 @@ is ``bigseq.kernels.attention`` (B, S, H, D layout), whose causal mask is
 aligned to the end of the keys, so a decode step with a KV cache attends to
 every cached position. Head counts come from the tensor shapes
 (``.view(B, T, -1, head_dim)``), so a layer holding a slice of the heads
-works unchanged. Legend: B batch, T time, S keys, H heads, D dim.
+works unchanged.
+
+``core_attention`` is the seam for sequence parallelism: None runs
+``core_attention`` below; distributed/ may set a callable of the same signature
+that exchanges sequence slices for head slices around it (DeepSpeed-Ulysses),
+so this module never knows about process groups. Legend: B batch, T time, S keys,
+H heads, D dim.
 """
 
 from __future__ import annotations
@@ -36,6 +42,16 @@ def padding_mask_from_lengths(lengths_B: torch.Tensor, max_len: int) -> torch.Te
 QK_NORMS = ("none", "head", "full")
 
 
+def core_attention(q_BTHD: torch.Tensor, k_BSHD: torch.Tensor, v_BSHD: torch.Tensor, *, causal: bool, impl: str,
+                   cu_seqlens: torch.Tensor | None = None, **options) -> torch.Tensor:
+    """softmax(q k^T) v over whole rows, or over the documents ``cu_seqlens`` cuts the flattened B * T into."""
+    if cu_seqlens is None:
+        return kernels.attention(q_BTHD, k_BSHD, v_BSHD, causal=causal, impl=impl, **options)
+    packed = [t.flatten(0, 1) for t in (q_BTHD, k_BSHD, v_BSHD)]  # (B * T, H, D)
+    out_NHD = kernels.attention(*packed, causal=causal, cu_seqlens=cu_seqlens, impl=impl, **options)
+    return out_NHD.view(q_BTHD.shape)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, *, num_kv_heads: int | None = None, bias: bool = True,
                  rope: RopeConfig | None = None, causal: bool = True, window: int | None = None,
@@ -55,6 +71,7 @@ class SelfAttention(nn.Module):
         self.attention_impl = attention_impl
         self.softmax_scale = softmax_scale
         self.softcap = softcap
+        self.core_attention = None  # None: core_attention(); see the module docstring
         # cos/sin normally come from the model's forward; a layer run alone computes its own
         self.rotary = RotaryEmbedding(self.head_dim, rope) if rope is not None else None
         q_dim, kv_dim = num_heads * self.head_dim, (num_kv_heads or num_heads) * self.head_dim
@@ -127,9 +144,7 @@ class SelfAttention(nn.Module):
             options["softcap"] = self.softcap
         if key_padding_mask is not None:
             options["key_padding_mask"] = key_padding_mask
-        if cu_seqlens is None:
-            return kernels.attention(q, k, v, causal=self.causal, impl=self.attention_impl, **options)
-        packed = [t.flatten(0, 1) for t in (q, k, v)]  # (B * T, H, D)
-        out_NHD = kernels.attention(*packed, causal=self.causal, cu_seqlens=cu_seqlens, impl=self.attention_impl,
-                                    **options)
-        return out_NHD.view(q.shape)
+        if cu_seqlens is not None:
+            options["cu_seqlens"] = cu_seqlens
+        attend = self.core_attention or core_attention
+        return attend(q, k, v, causal=self.causal, impl=self.attention_impl, **options)

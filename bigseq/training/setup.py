@@ -11,7 +11,7 @@ from bigseq import tasks
 from bigseq.checkpoint import files as ckpt_files
 from bigseq.checkpoint import manager as ckpt
 from bigseq.checkpoint.rng import get_rng_state, set_rng_state
-from bigseq.distributed import cpu_allocator, cpu_features, quiet_deepspeed
+from bigseq.distributed import cpu_allocator, cpu_features, quiet_deepspeed, sequence_parallel
 from bigseq.distributed import engine as ds_engine
 from bigseq.distributed.launch_env import DistEnv, device, init_distributed
 from bigseq.training.pipeline_trainer import PipelineTrainer
@@ -22,6 +22,7 @@ def check_and_load_data(cfg) -> tasks.Task:
     """Everything a user can get wrong in the data or the save dir, as one clear line, before any process
     group exists; returns the task with its splits loaded."""
     cpu_allocator.requested_policy("keep")  # a bad BIGSEQ_CPU_ALLOCATOR is one line before any work starts
+    sequence_parallel.check_config(cfg)
     if not cfg.checkpoint.no_save:
         ckpt_files.check_writable(cfg.checkpoint.save_dir)
     task = tasks.setup_task(cfg.names["task"], cfg.task)
@@ -53,9 +54,10 @@ def build_trainer(cfg, task, env: DistEnv) -> Trainer:
     if cfg.distributed.pipeline_parallel_size > 1:
         trainer = PipelineTrainer(cfg, task, criterion, env)
     else:
-        with ds_engine.model_init_context(cfg, env.world_size):
+        sp, mpu = sequence_parallel.init_groups(cfg.distributed.sequence_parallel_size, env.rank, env.world_size)
+        with ds_engine.model_init_context(cfg, env.world_size // sp.size, mpu):
             model = task.build_model(cfg.names["model"], cfg.model, seed=cfg.common.seed)
-        trainer = Trainer(cfg, task, model, criterion, env)
+        trainer = Trainer(cfg, task, model, criterion, env, sp, mpu)
     # training's random stream (dropout) starts from the seed, whatever building drew from it
     # (bigseq's models skip PyTorch's default init, which draws; a --user-dir model may not)
     set_rng_state(seeded)
@@ -65,7 +67,10 @@ def build_trainer(cfg, task, env: DistEnv) -> Trainer:
 
 
 def report(cfg, trainer: Trainer) -> None:
-    lines = [f"model {cfg.names['arch']}: {trainer.num_params:,} parameters | world size {trainer.env.world_size} | "
+    world = f"world size {trainer.env.world_size}"
+    if trainer.sp.enabled:
+        world += f" = {trainer.sp.size} sequence-parallel x {trainer.dp_size} data-parallel"
+    lines = [f"model {cfg.names['arch']}: {trainer.num_params:,} parameters | {world} | "
              f"ZeRO {trainer.engine.zero_optimization_stage()} | precision {trainer.precision}",
              *trainer.startup_report()]
     if trainer.precision == "bf16" and device().type == "cpu":

@@ -2,10 +2,13 @@
 
 Losses are SUMS over target tokens; each micro-batch's loss is divided by the
 update's GLOBAL token count (known from the batch, no communication) and
-multiplied by the data-parallel size (DeepSpeed averages gradients over
-ranks), so the gradient is that of the mean loss over the whole global batch,
-whatever the world size or accumulation. Logged numbers are all-reduced sums,
-never rank 0's slice.
+multiplied by the number of ranks DeepSpeed divides the reduced gradient by, so
+the gradient is that of the mean loss over the whole global batch, whatever the
+world size, sequence-parallel degree or accumulation. Logged numbers are
+all-reduced sums, never rank 0's slice.
+
+With --sequence-parallel-size P each group of P ranks is one data-parallel
+replica: every rank takes its T/P slice of the replica's batch (LMBatch.sequence_slice).
 
 The update core (``train_step``: count the update, the skipped one or the
 overflow, stop after too many non-finite losses in a row) is shared with the
@@ -22,16 +25,25 @@ import torch
 import torch.distributed as dist
 
 from bigseq.checkpoint import universal
-from bigseq.distributed import cpu_allocator, zero3
+from bigseq.distributed import cpu_allocator, sequence_parallel, zero3
 from bigseq.distributed import engine as ds_engine
+from bigseq.distributed.sequence_parallel import SequenceParallel
 from bigseq.errors import BigseqError
+
+NO_SP = SequenceParallel(1, 0)
 
 
 class Trainer:
     num_stages = 1
+    sp = NO_SP
 
-    def __init__(self, cfg, task, model, criterion, env):
-        self._setup(cfg, task, criterion, env, model, dp_rank=env.rank, dp_size=env.world_size)
+    def __init__(self, cfg, task, model, criterion, env, sp: SequenceParallel = NO_SP, mpu=None):
+        """sp, mpu: this rank's sequence-parallel group and DeepSpeed's parallel state (see sequence_parallel)."""
+        self.sp = sp
+        if sp.enabled:
+            sequence_parallel.shard_attention(model, sp)
+        self._setup(cfg, task, criterion, env, model, dp_rank=env.rank // sp.size, dp_size=env.world_size // sp.size,
+                    mpu=mpu)
         self.num_params = sum(zero3.full_numel(p) for p in model.parameters())
         if all(p.device.type == "cpu" for p in model.parameters()):
             if self.engine.zero_optimization_stage() == 3:
@@ -39,13 +51,13 @@ class Trainer:
             else:
                 cpu_allocator.keep_freed_memory()  # no page faults for each update's fresh buffers
 
-    def _setup(self, cfg, task, criterion, env, module, *, dp_rank: int, dp_size: int) -> None:
+    def _setup(self, cfg, task, criterion, env, module, *, dp_rank: int, dp_size: int, mpu=None) -> None:
         """What every trainer holds: the engine around ``module`` and the update counters."""
         self.cfg, self.task, self.criterion, self.env = cfg, task, criterion, env
         self.dp_rank, self.dp_size = dp_rank, dp_size
         self.sum_keys = criterion.sum_keys
         self.engine, self.optimizer, self.lr_scheduler, self.ds_config = ds_engine.initialize(
-            cfg, module, dp_size, load_universal=universal.loads_universal(cfg))
+            cfg, module, dp_size, load_universal=universal.loads_universal(cfg), mpu=mpu)
         self.precision = ds_engine.effective_precision(self.ds_config)
         self.num_updates = 0
         self.skipped_nonfinite = 0
@@ -90,10 +102,10 @@ class Trainer:
     def _run_update(self, samples: list) -> tuple[torch.Tensor, float | None, bool]:
         """-> (all-reduced logging sums, gradient norm or None for the engine's, whether the loss was finite)."""
         global_ntokens = sum(int(s.global_ntokens) for s in samples)
-        scale = self.env.world_size / max(global_ntokens, 1)
+        scale = self._reduction_divisor() / max(global_ntokens, 1)
         sums = self._zero_sums()
         for i, sample in enumerate(samples):
-            loss, _, log = self.task.train_step(sample, self.engine, self.criterion)
+            loss, _, log = self.task.train_step(self._local(sample), self.engine, self.criterion)
             self.engine.backward(loss * scale, scale_wrt_gas=False)
             sums += self._as_sums(log)
             if i < len(samples) - 1:
@@ -107,6 +119,20 @@ class Trainer:
         finally:
             self.optimizer.skip_next_step = False
         return sums, gnorm, finite
+
+    def _reduction_divisor(self) -> int:
+        """What DeepSpeed divides the summed gradients by. ZeRO 0-2 average over data-parallel replicas and
+        SUM over the ranks of a sequence-parallel group; ZeRO-3 averages over every rank (its reduce-scatter
+        ignores sequence parallelism). Without SP both are the world size."""
+        if self.sp.enabled and self.engine.zero_optimization_stage() < 3:
+            return self.dp_size
+        return self.env.world_size
+
+    def _local(self, sample):
+        """This rank's part of its replica's batch: all of it, or its slice of the sequence."""
+        if not self.sp.enabled:
+            return sample
+        return sample.sequence_slice(self.sp.rank, self.sp.size, self.task.pad_idx)
 
     def _on_nonfinite(self) -> None:
         self.skipped_nonfinite += 1
@@ -144,8 +170,8 @@ class Trainer:
         # a task that decodes while validating (--eval-bleu) calls the model method by method: whole weights
         with ds_engine.whole_model(self.engine) if self.task.valid_sum_keys else contextlib.nullcontext():
             for sample in batches:
-                if sample is None or sample.nsentences == 0:
+                if sample is None or sample.nsentences == 0:  # a filler row: all ranks of its SP group skip it
                     continue
-                _, _, log = self.task.valid_step(sample, self.engine, self.criterion)
+                _, _, log = self.task.valid_step(self._local(sample), self.engine, self.criterion)
                 sums += torch.tensor([float(log.get(k, 0.0)) for k in keys], dtype=torch.float64)
         return dict(zip(keys, self._all_reduce(sums).tolist()))

@@ -69,3 +69,15 @@ def test_cli_bad_input_is_one_line(capsys):
     assert "--device-memory 'lots' is not a size" in stderr and "Traceback" not in stderr
     with pytest.raises(BigseqError, match="unknown architecture"):
         model_shape("llama_700b", 32000)
+
+
+def test_sequence_parallelism_divides_activations_only(llama_70b, capsys):
+    one, four = (estimate(llama_70b, zero_stage=3, world_size=64, micro_batch=1, seq_len=32768, sequence_parallel=p)
+                 for p in (1, 4))
+    assert four.model_states == one.model_states  # ZeRO shards over all 64 devices either way
+    assert four.activations == estimate(llama_70b, zero_stage=3, world_size=64, micro_batch=1, seq_len=8192).activations
+    assert bigseq_main.main(["estimate-memory", "--arch", "llama_70b", "--world-size", "64", "--tokens-per-sample",
+                             "32768", "--sequence-parallel-size", "4"]) == 0
+    assert "64 devices (4 sequence-parallel x 16 data-parallel)" in capsys.readouterr().out
+    with pytest.raises(BigseqError, match="key/value heads 8 is not divisible by --sequence-parallel-size 16"):
+        estimate(llama_70b, zero_stage=3, world_size=64, micro_batch=1, seq_len=32768, sequence_parallel=16)

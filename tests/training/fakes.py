@@ -15,6 +15,7 @@ import torch
 
 from bigseq.distributed import engine as ds_engine
 from bigseq.distributed.launch_env import DistEnv
+from bigseq.distributed.sequence_parallel import SequenceParallel
 from bigseq.training.trainer import Trainer
 
 SUM_KEYS = ("loss", "nll_loss", "ntokens", "nsentences", "sample_size")
@@ -27,8 +28,13 @@ class FakeSample:
     ntokens: int
     global_ntokens: int
 
+    def sequence_slice(self, rank: int, size: int, pad_idx: int) -> "FakeSample":
+        return self  # the loss values stand for this rank's slice already
+
 
 class FakeTask:
+    pad_idx = 1
+
     def train_step(self, sample: FakeSample, engine, criterion):
         loss = sample.loss_value * engine.module.weight.sum()
         log = {"loss": sample.loss_value, "nll_loss": sample.loss_value, "ntokens": sample.ntokens,
@@ -85,15 +91,16 @@ class FakeScheduler:
 
 
 def make_trainer(monkeypatch, engine: FakeEngine, *, world_size: int = 1, max_nonfinite_updates: int = 3,
-                 precision: str = "fp32") -> Trainer:
+                 precision: str = "fp32", sequence_parallel: int = 1) -> Trainer:
     ds_config = {"bf16": {"enabled": precision == "bf16"}, "fp16": {"enabled": precision == "fp16"}}
     monkeypatch.setattr(ds_engine, "initialize",
-                        lambda cfg, module, dp_size, load_universal: (engine, engine.optimizer, FakeScheduler(),
-                                                                      ds_config))
+                        lambda cfg, module, dp_size, load_universal, mpu=None: (
+                            engine, engine.optimizer, FakeScheduler(), ds_config))
     cfg = SimpleNamespace(common=SimpleNamespace(max_nonfinite_updates=max_nonfinite_updates),
                           checkpoint=SimpleNamespace(save_dir="/nonexistent/save_dir"),
                           distributed=SimpleNamespace(universal_checkpoint=False))
     trainer = Trainer.__new__(Trainer)
+    trainer.sp = SequenceParallel(sequence_parallel, 0)
     trainer._setup(cfg, FakeTask(), SimpleNamespace(sum_keys=SUM_KEYS), DistEnv(rank=0, world_size=world_size,
-                   local_rank=0), engine.module, dp_rank=0, dp_size=world_size)
+                   local_rank=0), engine.module, dp_rank=0, dp_size=world_size // sequence_parallel)
     return trainer

@@ -39,6 +39,17 @@ def test_two_ranks_scale_by_world_size_because_deepspeed_averages_gradients(monk
     assert (out["loss"], out["ntokens"]) == (44.0, 22.0)  # logged numbers are the all-reduced sums
 
 
+@pytest.mark.parametrize("stage,divisor", [(0, 2), (1, 2), (2, 2), (3, 4)])
+def test_sequence_parallel_scale_follows_how_each_zero_stage_reduces(monkeypatch, stage, divisor):
+    """4 ranks = 2 SP x 2 DP. ZeRO 0-2 sum the SP ranks' gradients and average over the 2 replicas;
+    ZeRO-3 averages over all 4 ranks. The scale undoes exactly that division (a 2x or 0.5x otherwise)."""
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda sums, *args, **kwargs: sums)
+    engine = FakeEngine(micro_batches=len(SAMPLES), zero_stage=stage)
+    make_trainer(monkeypatch, engine, world_size=4, sequence_parallel=2).train_step(SAMPLES)
+    want = [divisor * s.loss_value / GLOBAL_TOKENS for s in SAMPLES]
+    assert [loss for loss, _ in engine.backward_calls] == pytest.approx(want, rel=1e-6)
+
+
 def test_an_update_of_one_micro_batch_gets_the_same_gradient_as_the_split_one(monkeypatch):
     whole = FakeSample(sum(s.loss_value for s in SAMPLES), 11, GLOBAL_TOKENS)
     engine = FakeEngine(micro_batches=1)
