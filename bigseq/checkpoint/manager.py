@@ -49,9 +49,7 @@ def save(trainer, save_dir: str, extra_state: dict) -> str:
             "world_size": env.world_size,
             "cfg": cfg_dict,
         },
-        # a tied module is on the first and the last stage: ds_to_universal extracts it once
-        UNIVERSAL_CHECKPOINT_INFO: {"universal_checkpoint_version": 0.2,
-                                    PIPELINE_REPLICATED_PARAMETER_PATTERNS: [r"tied_modules\."]},
+        UNIVERSAL_CHECKPOINT_INFO: universal_info(trainer.engine.module),
     }
     trainer.engine.save_checkpoint(save_dir, tag=tag, client_state=client_state, save_latest=False)
     _barrier(env.world_size)
@@ -71,6 +69,17 @@ def save(trainer, save_dir: str, extra_state: dict) -> str:
         prune(save_dir, trainer.cfg.checkpoint.keep_last_checkpoints, keep=tag)
     _barrier(env.world_size)
     return tag
+
+
+def universal_info(module) -> dict:
+    """The conversion schema ds_to_universal reads: bigseq's keys merged into the one AutoTP attached to the
+    model (which parameters are sharded by rows or columns, which replicated). client_state replaces the
+    engine's copy, so sending bigseq's alone would make the conversion concatenate replicated weights."""
+    info = dict(getattr(module, UNIVERSAL_CHECKPOINT_INFO, None) or {})
+    info.setdefault("universal_checkpoint_version", 0.2)
+    # a tied module is on the first and the last stage: ds_to_universal extracts it once
+    info.setdefault(PIPELINE_REPLICATED_PARAMETER_PATTERNS, [r"tied_modules\."])
+    return info
 
 
 def prune(save_dir: str, keep_last: int, keep: str) -> None:

@@ -95,6 +95,9 @@ class DistributedConfig:
     world size or ZeRO stage; picked automatically when it is the conversion of the latest checkpoint."""
     pipeline_parallel_size: int = 1
     """Pipeline stages (DeepSpeed PipelineModule); the data-parallel degree is world size / this."""
+    tensor_parallel_size: int = 1
+    """Tensor-parallel degree T (DeepSpeed AutoTP): each layer's attention and FFN projections are split over
+    T consecutive ranks, which read the same batches; the data-parallel degree is world size / T."""
     pipeline_partition_method: str = "parameters"
     """How layers are split into stages: parameters (balance parameter counts), uniform (layer counts),
     or type:<LayerClass> (balance layers whose class name matches, e.g. type:TransformerDecoderLayer)."""

@@ -3,7 +3,8 @@
 Losses are SUMS over target tokens; each micro-batch's loss is divided by the
 update's GLOBAL token count (known from the batch, no communication) and
 multiplied by the data-parallel size (DeepSpeed averages gradients over
-ranks), so the gradient is that of the mean loss over the whole global batch,
+data-parallel ranks; the ranks of a tensor-parallel group share one batch),
+so the gradient is that of the mean loss over the whole global batch,
 whatever the world size or accumulation. Logged numbers are all-reduced sums,
 never rank 0's slice.
 
@@ -22,17 +23,20 @@ import torch
 import torch.distributed as dist
 
 from bigseq.checkpoint import universal
-from bigseq.distributed import cpu_allocator, zero3
+from bigseq.distributed import cpu_allocator, tensor_parallel, zero3
 from bigseq.distributed import engine as ds_engine
 from bigseq.errors import BigseqError
 
 
 class Trainer:
     num_stages = 1
+    tp_rank = 0
 
     def __init__(self, cfg, task, model, criterion, env):
-        self._setup(cfg, task, criterion, env, model, dp_rank=env.rank, dp_size=env.world_size)
-        self.num_params = sum(zero3.full_numel(p) for p in model.parameters())
+        tp = cfg.distributed.tensor_parallel_size
+        self.tp_rank = env.rank % tp  # the T ranks of a tensor-parallel group are consecutive
+        self.num_params = sum(zero3.full_numel(p) for p in model.parameters())  # before AutoTP shards it
+        self._setup(cfg, task, criterion, env, model, dp_rank=env.rank // tp, dp_size=env.world_size // tp)
         if all(p.device.type == "cpu" for p in model.parameters()):
             if self.engine.zero_optimization_stage() == 3:
                 cpu_allocator.return_freed_memory()  # memory is the point of ZeRO-3: see cpu_allocator
@@ -62,6 +66,9 @@ class Trainer:
     def startup_report(self) -> list[str]:
         """Lines printed once at the start of a run (rank 0), after the model line."""
         lines = []
+        tp = self.cfg.distributed.tensor_parallel_size
+        if tp > 1:
+            lines.append(f"tensor parallel: {tp} x {self.dp_size} data-parallel (DeepSpeed AutoTP)")
         if any(map(zero3.is_partitioned, self.model.parameters())):
             lines.append(f"ZeRO-3: built sharded, {zero3.resident_numel(self.model):,} of {self.num_params:,} "
                          f"parameter elements on this rank")
@@ -90,7 +97,7 @@ class Trainer:
     def _run_update(self, samples: list) -> tuple[torch.Tensor, float | None, bool]:
         """-> (all-reduced logging sums, gradient norm or None for the engine's, whether the loss was finite)."""
         global_ntokens = sum(int(s.global_ntokens) for s in samples)
-        scale = self.env.world_size / max(global_ntokens, 1)
+        scale = self.dp_size / max(global_ntokens, 1)
         sums = self._zero_sums()
         for i, sample in enumerate(samples):
             loss, _, log = self.task.train_step(sample, self.engine, self.criterion)
@@ -121,6 +128,8 @@ class Trainer:
         """DeepSpeed computes the norm itself except for fp32 without ZeRO; compute it there."""
         if self.engine.zero_optimization() or self.precision != "fp32":
             return None
+        if self.cfg.distributed.tensor_parallel_size > 1:
+            return tensor_parallel.grad_norm(self.engine)
         grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
         return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
 
@@ -132,6 +141,8 @@ class Trainer:
         return torch.tensor([float(log.get(k, 0.0)) for k in self.sum_keys], dtype=torch.float64)
 
     def _all_reduce(self, sums: torch.Tensor) -> torch.Tensor:
+        if self.tp_rank:  # a tensor-parallel group's ranks hold copies of one rank's sums: count them once
+            sums.zero_()
         if self.env.world_size > 1:
             dist.all_reduce(sums)
         return sums
