@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from .runner import cli, train
+from .runner import BIN, run, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.launcher]
 UPDATES = 6
@@ -63,7 +63,7 @@ def test_tp2_checkpoint_resumes_on_one_process_through_universal(tiny_data, tmp_
                     check=False)
     assert "--tensor-parallel-size 2 shards, this run uses 1" in refused.stderr.strip().splitlines()[-1]
     # ds_to_universal merges each sharded weight's slices and keeps one copy of each replicated one
-    cli("convert", "universal", save, check=True)
+    run([os.path.join(BIN, "bigseq"), "convert", "universal", save], check=True)
     assert os.path.exists(os.path.join(save, f"checkpoint_{half}_universal"))
     train(tiny_data, ["--max-update", str(UPDATES), "--save-dir", save, "--zero-stage", "1"], log_file=second)
     _assert_close(_records(second), reference, range(half + 1, UPDATES + 1))
