@@ -120,3 +120,11 @@ def test_a_checkpoint_of_another_tp_size_is_refused_unless_universal():
     with pytest.raises(BigseqError, match="--tensor-parallel-size 2 shards, this run uses 1"):
         compat.check_compatible(meta, trainer, "save/checkpoint_4")
     compat.check_compatible({**meta, "universal": True}, trainer, "save/checkpoint_4_universal")
+
+
+def test_inference_refuses_a_tp_checkpoint_and_points_to_universal():
+    from bigseq.checkpoint import inference
+    saved = _cfg("--tensor-parallel-size", "2", "--zero-stage", "1")
+    meta = {"cfg": train_config_to_dict(saved), "names": saved.names, "zero_stage": 1}
+    with pytest.raises(BigseqError, match="--tensor-parallel-size 2 slices; run `bigseq convert universal"):
+        inference.plain_state_dict("save", "checkpoint_4", meta, task=None)
