@@ -30,10 +30,10 @@ from bigseq.errors import BigseqError
 
 class Trainer:
     num_stages = 1
-    tp_rank = 0
+    tp_rank, tp_size = 0, 1
 
     def __init__(self, cfg, task, model, criterion, env):
-        tp = cfg.distributed.tensor_parallel_size
+        self.tp_size = tp = cfg.distributed.tensor_parallel_size
         self.tp_rank = env.rank % tp  # the T ranks of a tensor-parallel group are consecutive
         self.num_params = sum(zero3.full_numel(p) for p in model.parameters())  # before AutoTP shards it
         self._setup(cfg, task, criterion, env, model, dp_rank=env.rank // tp, dp_size=env.world_size // tp)
@@ -66,9 +66,8 @@ class Trainer:
     def startup_report(self) -> list[str]:
         """Lines printed once at the start of a run (rank 0), after the model line."""
         lines = []
-        tp = self.cfg.distributed.tensor_parallel_size
-        if tp > 1:
-            lines.append(f"tensor parallel: {tp} x {self.dp_size} data-parallel (DeepSpeed AutoTP)")
+        if self.tp_size > 1:
+            lines.append(f"tensor parallel: {self.tp_size} x {self.dp_size} data-parallel (DeepSpeed AutoTP)")
         if any(map(zero3.is_partitioned, self.model.parameters())):
             lines.append(f"ZeRO-3: built sharded, {zero3.resident_numel(self.model):,} of {self.num_params:,} "
                          f"parameter elements on this rank")
@@ -128,7 +127,7 @@ class Trainer:
         """DeepSpeed computes the norm itself except for fp32 without ZeRO; compute it there."""
         if self.engine.zero_optimization() or self.precision != "fp32":
             return None
-        if self.cfg.distributed.tensor_parallel_size > 1:
+        if self.tp_size > 1:
             return tensor_parallel.grad_norm(self.engine)
         grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
         return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
