@@ -46,6 +46,12 @@ def check_compatible(meta: dict, trainer, where: str, *, weights_only: bool = Fa
     if weights_only:
         return
     pipeline.check_pipeline_size(meta, trainer, where)
+    saved_tp = meta["cfg"].get("distributed", {}).get("tensor_parallel_size", 1)
+    tp = cfg.distributed.tensor_parallel_size
+    if saved_tp != tp and not meta.get("universal"):
+        raise BigseqError(f"checkpoint {where} holds --tensor-parallel-size {saved_tp} shards, this run uses {tp}; "
+                          f"resume with {saved_tp}, or (saved with --zero-stage 1-3) run `bigseq convert universal "
+                          f"{where}` and resume")
     check_zero_stage(meta, trainer.engine.zero_optimization_stage(), where)
     if meta["world_size"] != trainer.env.world_size and meta["zero_stage"] > 0 and not meta.get("universal"):
         raise BigseqError(f"checkpoint {where} was saved by {meta['world_size']} ranks with ZeRO stage "

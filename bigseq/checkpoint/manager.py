@@ -49,9 +49,7 @@ def save(trainer, save_dir: str, extra_state: dict) -> str:
             "world_size": env.world_size,
             "cfg": cfg_dict,
         },
-        # a tied module is on the first and the last stage: ds_to_universal extracts it once
-        UNIVERSAL_CHECKPOINT_INFO: {"universal_checkpoint_version": 0.2,
-                                    PIPELINE_REPLICATED_PARAMETER_PATTERNS: [r"tied_modules\."]},
+        UNIVERSAL_CHECKPOINT_INFO: universal_info(trainer.engine.module),
     }
     trainer.engine.save_checkpoint(save_dir, tag=tag, client_state=client_state, save_latest=False)
     _barrier(env.world_size)
@@ -71,6 +69,17 @@ def save(trainer, save_dir: str, extra_state: dict) -> str:
         prune(save_dir, trainer.cfg.checkpoint.keep_last_checkpoints, keep=tag)
     _barrier(env.world_size)
     return tag
+
+
+def universal_info(module) -> dict:
+    """The conversion schema ds_to_universal reads: bigseq's keys merged into the one AutoTP attached to the
+    model (which parameters are sharded by rows or columns, which replicated). client_state replaces the
+    engine's copy, so sending bigseq's alone would make the conversion concatenate replicated weights."""
+    info = dict(getattr(module, UNIVERSAL_CHECKPOINT_INFO, None) or {})
+    info.setdefault("universal_checkpoint_version", 0.2)
+    # a tied module is on the first and the last stage: ds_to_universal extracts it once
+    info.setdefault(PIPELINE_REPLICATED_PARAMETER_PATTERNS, [r"tied_modules\."])
+    return info
 
 
 def prune(save_dir: str, keep_last: int, keep: str) -> None:
@@ -126,6 +135,7 @@ def load_weights_only(trainer, path: str) -> str:
                           "vocab_size": vocab}, trainer, path, weights_only=True)
         pretrained.check_pad(path, name, trainer.task.pad_idx)
         source = pretrained.weight_source(path, saved_cfg)
+        _refuse_whole_weights_under_tp(trainer, path)
         loaded = weight_source.load_into_engine(trainer, source, f"--finetune-from-model {path}")
         _refresh_master_weights(trainer)
         zero3 = trainer.engine.zero_optimization_stage() == 3
@@ -135,7 +145,9 @@ def load_weights_only(trainer, path: str) -> str:
     where = os.path.join(save_dir, tag)
     meta = files.read_meta(where)
     check_compatible(meta, trainer, where, weights_only=True)
-    if pipeline.pipeline_size(meta) == pipeline.run_pipeline_size(trainer) and not meta.get("universal"):
+    saved_tp = meta["cfg"].get("distributed", {}).get("tensor_parallel_size", 1)
+    same_tp = saved_tp == trainer.cfg.distributed.tensor_parallel_size
+    if pipeline.pipeline_size(meta) == pipeline.run_pipeline_size(trainer) and same_tp and not meta.get("universal"):
         trainer.engine.load_checkpoint(save_dir, tag=tag, load_module_only=True, load_optimizer_states=False,
                                        load_lr_scheduler_states=False)
         return f"started from the weights of {where}"
@@ -147,6 +159,7 @@ def load_weights_only(trainer, path: str) -> str:
 def _load_model_state(trainer, state: dict, where: str) -> None:
     """A plain model's state dict into the engine's model: the whole model, or this rank's pipeline stage."""
     import deepspeed
+    _refuse_whole_weights_under_tp(trainer, where)
     module = trainer.engine.module
     if pipeline.run_pipeline_size(trainer) > 1:
         pipeline.load_plain_state(trainer, state, where)
@@ -158,6 +171,14 @@ def _load_model_state(trainer, state: dict, where: str) -> None:
             raise BigseqError(f"{where} does not match the model (missing {missing[:3]}, unexpected "
                               f"{unexpected[:3]}); use the --arch it was trained or converted with")
     _refresh_master_weights(trainer)
+
+
+def _refuse_whole_weights_under_tp(trainer, where: str) -> None:
+    """Whole weights would meet this rank's AutoTP slices; only a checkpoint of the same T loads as is."""
+    if trainer.cfg.distributed.tensor_parallel_size > 1:
+        raise BigseqError(f"--finetune-from-model {where}: with --tensor-parallel-size > 1 only a checkpoint of the "
+                          f"same tensor-parallel size loads; start at --tensor-parallel-size 1, save, and change it "
+                          f"through `bigseq convert universal`")
 
 
 def _refresh_master_weights(trainer) -> None:

@@ -99,6 +99,9 @@ class DistributedConfig:
     """DeepSpeed-Ulysses sequence parallelism: each group of P ranks splits every sample's tokens P ways
     (attention trades sequence slices for head slices); the data-parallel degree is world size / P. P must
     divide the world size, --tokens-per-sample and the (key/value) head counts."""
+    tensor_parallel_size: int = 1
+    """Tensor-parallel degree T (DeepSpeed AutoTP): each layer's attention and FFN projections are split over
+    T consecutive ranks, which read the same batches; the data-parallel degree is world size / T."""
     pipeline_partition_method: str = "parameters"
     """How layers are split into stages: parameters (balance parameter counts), uniform (layer counts),
     or type:<LayerClass> (balance layers whose class name matches, e.g. type:TransformerDecoderLayer)."""

@@ -16,7 +16,7 @@ import os
 import torch
 
 from bigseq import registry
-from bigseq.distributed import cpu_allocator
+from bigseq.distributed import cpu_allocator, tensor_parallel
 from bigseq.distributed.skipping import SkippableLRScheduler, make_step_skippable
 from bigseq.errors import BigseqError
 from bigseq.models.family import ModelDims, get_family
@@ -60,7 +60,9 @@ def build_ds_config(cfg, dp_size: int, *, load_universal: bool = False) -> dict:
     micro = d.batch_size // dp_size if d.batch_size else 1  # nominal when batching by --max-tokens
     _fill(ds, "train_micro_batch_size_per_gpu", micro)
     _fill(ds, "gradient_accumulation_steps", o.update_freq)
-    _fill(ds, "train_batch_size", ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * dp_size)
+    # DeepSpeed's batch check counts every rank, a tensor-parallel group's copies of one batch included
+    ranks = dp_size * dist.tensor_parallel_size
+    _fill(ds, "train_batch_size", ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * ranks)
     _fill(ds, "gradient_clipping", o.clip_norm)
     for prec in ("bf16", "fp16"):
         section = ds.setdefault(prec, {})
@@ -79,6 +81,8 @@ def build_ds_config(cfg, dp_size: int, *, load_universal: bool = False) -> dict:
     if isinstance(pipe, dict):  # a pipeline template's "auto" values (ds_configs/pipeline.json)
         _fill(pipe, "activation_checkpoint_interval",
               dist.checkpoint_interval if dist.activation_checkpointing else 0)
+    if dist.tensor_parallel_size > 1:  # a template's own section wins, as its other explicit values do
+        ds.setdefault("tensor_parallel", tensor_parallel.ds_section(dist.tensor_parallel_size))
     ds.setdefault("steps_per_print", 10**9)
     # bigseq's optimizers (sgd, adafactor, ...) are ordinary torch optimizers; ZeRO partitions any of them
     ds.setdefault("zero_allow_untested_optimizer", True)

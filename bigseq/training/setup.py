@@ -11,7 +11,7 @@ from bigseq import tasks
 from bigseq.checkpoint import files as ckpt_files
 from bigseq.checkpoint import manager as ckpt
 from bigseq.checkpoint.rng import get_rng_state, set_rng_state
-from bigseq.distributed import cpu_allocator, cpu_features, quiet_deepspeed, sequence_parallel
+from bigseq.distributed import cpu_allocator, cpu_features, quiet_deepspeed, sequence_parallel, tensor_parallel
 from bigseq.distributed import engine as ds_engine
 from bigseq.distributed.launch_env import DistEnv, device, init_distributed
 from bigseq.training.pipeline_trainer import PipelineTrainer
@@ -26,6 +26,7 @@ def check_and_load_data(cfg) -> tasks.Task:
     if not cfg.checkpoint.no_save:
         ckpt_files.check_writable(cfg.checkpoint.save_dir)
     task = tasks.setup_task(cfg.names["task"], cfg.task)
+    tensor_parallel.check_config(cfg)  # after the task: it sets the model's vocabulary
     task.load_dataset(cfg.dataset.train_subset)
     if not cfg.dataset.disable_validation:
         for split in cfg.dataset.valid_subset.split(","):
@@ -48,6 +49,7 @@ def seed_everything(seed: int, rank: int) -> None:
 
 def build_trainer(cfg, task, env: DistEnv) -> Trainer:
     """The model (or this rank's pipeline stage), the criterion and the engine around them."""
+    tensor_parallel.check_world(cfg.distributed.tensor_parallel_size, env.world_size)
     seed_everything(cfg.common.seed, env.rank)
     seeded = get_rng_state()
     criterion = task.build_criterion(cfg.names["criterion"], cfg.criterion)
@@ -55,7 +57,8 @@ def build_trainer(cfg, task, env: DistEnv) -> Trainer:
         trainer = PipelineTrainer(cfg, task, criterion, env)
     else:
         sp, mpu = sequence_parallel.init_groups(cfg.distributed.sequence_parallel_size, env.rank, env.world_size)
-        with ds_engine.model_init_context(cfg, env.world_size // sp.size, mpu):
+        replica = sp.size * cfg.distributed.tensor_parallel_size  # ranks sharing one batch (SP and TP exclude)
+        with ds_engine.model_init_context(cfg, env.world_size // replica, mpu):
             model = task.build_model(cfg.names["model"], cfg.model, seed=cfg.common.seed)
         trainer = Trainer(cfg, task, model, criterion, env, sp, mpu)
     # training's random stream (dropout) starts from the seed, whatever building drew from it

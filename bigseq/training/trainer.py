@@ -4,11 +4,13 @@ Losses are SUMS over target tokens; each micro-batch's loss is divided by the
 update's GLOBAL token count (known from the batch, no communication) and
 multiplied by the number of ranks DeepSpeed divides the reduced gradient by, so
 the gradient is that of the mean loss over the whole global batch, whatever the
-world size, sequence-parallel degree or accumulation. Logged numbers are
-all-reduced sums, never rank 0's slice.
+world size, sequence- or tensor-parallel degree or accumulation. Logged numbers
+are all-reduced sums, never rank 0's slice.
 
 With --sequence-parallel-size P each group of P ranks is one data-parallel
 replica: every rank takes its T/P slice of the replica's batch (LMBatch.sequence_slice).
+With --tensor-parallel-size T the T ranks of a group share one batch whole (AutoTP
+splits the layers); the two exclude each other.
 
 The update core (``train_step``: count the update, the skipped one or the
 overflow, stop after too many non-finite losses in a row) is shared with the
@@ -25,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from bigseq.checkpoint import universal
-from bigseq.distributed import cpu_allocator, sequence_parallel, zero3
+from bigseq.distributed import cpu_allocator, sequence_parallel, tensor_parallel, zero3
 from bigseq.distributed import engine as ds_engine
 from bigseq.distributed.sequence_parallel import SequenceParallel
 from bigseq.errors import BigseqError
@@ -36,15 +38,19 @@ NO_SP = SequenceParallel(1, 0)
 class Trainer:
     num_stages = 1
     sp = NO_SP
+    tp_rank, tp_size = 0, 1
 
     def __init__(self, cfg, task, model, criterion, env, sp: SequenceParallel = NO_SP, mpu=None):
         """sp, mpu: this rank's sequence-parallel group and DeepSpeed's parallel state (see sequence_parallel)."""
         self.sp = sp
+        self.tp_size = tp = cfg.distributed.tensor_parallel_size
+        self.tp_rank = env.rank % tp  # the T ranks of a tensor-parallel group are consecutive
+        self.num_params = sum(zero3.full_numel(p) for p in model.parameters())  # before AutoTP shards it
         if sp.enabled:
             sequence_parallel.shard_attention(model, sp)
-        self._setup(cfg, task, criterion, env, model, dp_rank=env.rank // sp.size, dp_size=env.world_size // sp.size,
-                    mpu=mpu)
-        self.num_params = sum(zero3.full_numel(p) for p in model.parameters())
+        replica = sp.size * tp  # ranks that share one data-parallel replica's batch
+        self._setup(cfg, task, criterion, env, model, dp_rank=env.rank // replica,
+                    dp_size=env.world_size // replica, mpu=mpu)
         if all(p.device.type == "cpu" for p in model.parameters()):
             if self.engine.zero_optimization_stage() == 3:
                 cpu_allocator.return_freed_memory()  # memory is the point of ZeRO-3: see cpu_allocator
@@ -74,6 +80,8 @@ class Trainer:
     def startup_report(self) -> list[str]:
         """Lines printed once at the start of a run (rank 0), after the model line."""
         lines = []
+        if self.tp_size > 1:
+            lines.append(f"tensor parallel: {self.tp_size} x {self.dp_size} data-parallel (DeepSpeed AutoTP)")
         if any(map(zero3.is_partitioned, self.model.parameters())):
             lines.append(f"ZeRO-3: built sharded, {zero3.resident_numel(self.model):,} of {self.num_params:,} "
                          f"parameter elements on this rank")
@@ -123,8 +131,9 @@ class Trainer:
     def _reduction_divisor(self) -> int:
         """What DeepSpeed divides the summed gradients by. ZeRO 0-2 average over data-parallel replicas and
         SUM over the ranks of a sequence-parallel group; ZeRO-3 averages over every rank (its reduce-scatter
-        ignores sequence parallelism). Without SP both are the world size."""
-        if self.sp.enabled and self.engine.zero_optimization_stage() < 3:
+        ignores sequence parallelism). AutoTP reduces over the data-parallel ranks only, at every stage.
+        Without SP or TP both are the world size."""
+        if self.tp_size > 1 or (self.sp.enabled and self.engine.zero_optimization_stage() < 3):
             return self.dp_size
         return self.env.world_size
 
@@ -147,6 +156,8 @@ class Trainer:
         """DeepSpeed computes the norm itself except for fp32 without ZeRO; compute it there."""
         if self.engine.zero_optimization() or self.precision != "fp32":
             return None
+        if self.tp_size > 1:
+            return tensor_parallel.grad_norm(self.engine)
         grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
         return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
 
@@ -158,6 +169,8 @@ class Trainer:
         return torch.tensor([float(log.get(k, 0.0)) for k in self.sum_keys], dtype=torch.float64)
 
     def _all_reduce(self, sums: torch.Tensor) -> torch.Tensor:
+        if self.tp_rank:  # a tensor-parallel group's ranks hold copies of one rank's sums: count them once
+            sums.zero_()
         if self.env.world_size > 1:
             dist.all_reduce(sums)
         return sums
