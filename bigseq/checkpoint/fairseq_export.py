@@ -98,9 +98,9 @@ def _buffers(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
 def _transformer_state(cfg, tensors) -> dict[str, torch.Tensor]:
     ours = {name: tensors.get(name) for name in tensors.names()}
     state = {keys.transformer_to_fairseq(k): v for k, v in ours.items()}
+    if cfg.share_all_embeddings:  # a consolidated folder stores the shared module once, under the encoder's name
+        state["decoder.embed_tokens.weight"] = state["encoder.embed_tokens.weight"]
     embed = state["decoder.embed_tokens.weight"]
-    if cfg.share_all_embeddings:
-        embed = state["decoder.embed_tokens.weight"] = state["encoder.embed_tokens.weight"]
     if cfg.ties_output:
         state["decoder.output_projection.weight"] = embed
     version, float_tensor = _buffers(embed.dtype)

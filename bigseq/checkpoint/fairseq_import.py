@@ -66,12 +66,12 @@ def _convert_transformer(weights: dict, args: ModelArgs, path: str):
     weights = keys.upgrade_legacy(weights, tied_output=cfg.ties_output)
     if cfg.ties_output:  # fairseq keeps the tied output matrix as its own key; bigseq has none
         _drop_tied(weights, "decoder.output_projection.weight", "decoder.embed_tokens.weight", path)
-    if cfg.share_all_embeddings:
-        _check_tied(weights, "decoder.embed_tokens.weight", "encoder.embed_tokens.weight", path)
-    tensors = {keys.transformer_to_bigseq(k): v for k, v in weights.items() if not keys.is_dropped(k)}
     vocab = {"src_vocab_size": _rows(weights, "encoder.embed_tokens.weight", path),
              "tgt_vocab_size": _rows(weights, "decoder.embed_tokens.weight", path),
              "joined_dictionary": cfg.share_all_embeddings}
+    if cfg.share_all_embeddings:  # one module in bigseq's model: stored once, under the encoder's name
+        _drop_tied(weights, "decoder.embed_tokens.weight", "encoder.embed_tokens.weight", path)
+    tensors = {keys.transformer_to_bigseq(k): v for k, v in weights.items() if not keys.is_dropped(k)}
     return cfg, tensors, vocab
 
 
@@ -107,10 +107,10 @@ def _drop_tied(weights: dict, key: str, other: str, path: str) -> None:
 
 def _check_against_model(family: str, cfg, extra: dict, tensors: dict, path: str) -> None:
     """Every name and shape the bigseq model has, and no other (a model on the meta device: no memory)."""
-    from bigseq.checkpoint.consolidated import new_model
+    from bigseq.checkpoint.consolidated import new_model, unique_state_dict
     with torch.device("meta"):
         model = new_model(family, cfg, {"pad_idx": PAD_IDX, **extra})
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    expected = {name: tuple(t.shape) for name, t in unique_state_dict(model).items()}
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise BigseqError(f"{path}: the weights do not match the {family} config in the checkpoint "

@@ -8,6 +8,7 @@ universal ones their per-parameter fp32 files.
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -91,19 +92,47 @@ def load_for_inference(path: str, *, data: str | None = None, user_dir: str | No
 def _load_consolidated(folder: str, data: str | None):
     from bigseq.checkpoint.consolidated import load_consolidated
     info, model_cfg, state = load_consolidated(folder)
-    if "train_config" not in info:
-        raise BigseqError(f"{folder} was converted from a HuggingFace model and records no task; start a run from "
-                          f"it with --finetune-from-model, or export it with `bigseq convert to-hf`")
-    saved = dict(info["train_config"])
+    saved = dict(info["train_config"]) if "train_config" in info else _config_without_run(folder, info, data)
     if data is not None:
         saved["task"] = {**saved["task"], "data": data}
     cfg = train_config_from_dict(saved)
     task = tasks.setup_task(cfg.names["task"], cfg.task)
-    if task.vocab_size > info["vocab_size"]:
+    vocab_size = info.get("vocab_size", info.get("tgt_vocab_size"))
+    if task.vocab_size > vocab_size:
         raise BigseqError(f"the data in {cfg.task.data} has a vocabulary of {task.vocab_size} but {folder} "
-                          f"{info['vocab_size']}; pass --data with the data the model was trained on")
+                          f"{vocab_size}; pass --data with the data the model was trained on")
     model = task.build_model(cfg.names["model"], model_cfg)
     from bigseq.checkpoint.consolidated import load_weights
     load_weights(model, state, folder)
-    meta = {"vocab_size": info["vocab_size"], "num_updates": info.get("num_updates"), "cfg": info["train_config"]}
+    meta = {"vocab_size": vocab_size, "num_updates": info.get("num_updates"), "cfg": saved}
     return cfg, task, model.eval(), meta
+
+
+def _config_without_run(folder: str, info: dict, data: str | None) -> dict:
+    """A folder converted from fairseq or HuggingFace records no bigseq run: the task is built from DATA,
+    translation for an encoder-decoder (with the language pair and padding fairseq recorded, the model's
+    positions), language modeling otherwise; the model config is the folder's."""
+    if data is None:
+        raise BigseqError(f"{folder} was converted from another toolkit and records no data dir; pass the data "
+                          f"dir it was trained on (`bigseq generate DATA --path {folder}`)")
+    from bigseq.checkpoint.fairseq_import import FAIRSEQ_RECORD
+    from bigseq.config.sections import COMPONENT_DEFAULTS
+    record = os.path.join(folder, FAIRSEQ_RECORD)
+    fairseq_task = {}
+    if os.path.isfile(record):
+        with open(record) as f:
+            fairseq_task = json.load(f).get("task") or {}
+    model = info["model"]
+    if "src_vocab_size" in info:
+        kept = ("source_lang", "target_lang", "left_pad_source", "left_pad_target")
+        # args-style checkpoints (fairseq <= 0.9) stored the padding flags as the strings 'True'/'False'
+        task = {k: fairseq_task[k] in (True, "True") if k.startswith("left_pad") else fairseq_task[k]
+                for k in kept if fairseq_task.get(k) is not None}
+        task.update(max_source_positions=model["max_source_positions"],
+                    max_target_positions=model["max_target_positions"])
+        name = "translation"
+    else:
+        task, name = {}, "language_modeling"
+    # an arch name no registry knows: the model config is the folder's, not an architecture's defaults
+    names = {**COMPONENT_DEFAULTS, "task": name, "model": info["model_name"], "arch": f"folder:{info['model_name']}"}
+    return {"names": names, "task": {**task, "data": data}, "model": model}

@@ -50,7 +50,8 @@ def model_of_folder(path: str | None) -> tuple[str, str, object] | None:
 def vocab_size_of_folder(path: str) -> int:
     """The (target) vocabulary of a consolidated or transformers folder's model."""
     if consolidated.is_consolidated(path):
-        return consolidated.read_info(path)[0]["vocab_size"]
+        info = consolidated.read_info(path)[0]
+        return info["vocab_size"] if "vocab_size" in info else info["tgt_vocab_size"]  # encoder-decoders: both sides
     c = hf_files.read_hf_config(path)
     return hf_family(c.get("model_type")).hf_adapter.adapter_for_hf(c).model_sizes(c)["vocab_size"]
 

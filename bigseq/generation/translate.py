@@ -4,8 +4,8 @@ Per sentence: ``S-{id}\\tsource``, ``T-{id}\\treference`` (unk escaped as <<unk>
 then for each of the --nbest best hypotheses ``H-{id}\\tscore\\ttokens``,
 ``D-{id}\\tscore\\tdetokenized`` and ``P-{id}\\tper-token scores`` (eos included,
 "%.4f"); scores in base 2 (fairseq divides the float32 score by ln 2). Ids are
-line numbers of the split, printed in batch (length-sorted) order; interactive
-ids count the input lines in order.
+line numbers of the split, printed in batch (length-sorted) order, within a batch
+longest source first as fairseq; interactive ids count the input lines in order.
 """
 
 from __future__ import annotations
@@ -87,9 +87,12 @@ def generate_split(task, model, batches, cfg: BeamSearchConfig, out, *, subset: 
     by_words = post_process is not None or tgt.tokenizer is not None
     best, sentences, tokens, start = {}, 0, 0, time.perf_counter()
     for batch in batches:
-        keep = batch.ids >= 0  # a filler row (ids -1) is not a sentence
-        if not bool(keep.any()):
+        keep = torch.nonzero(batch.ids >= 0).view(-1)  # a filler row (ids -1) is not a sentence
+        if not len(keep):
             continue
+        # fairseq's collate orders a batch's rows by source length, longest first (ties keep their order);
+        # bigseq's keeps the plan's order, so sort here to print the sentences in fairseq's order
+        keep = keep[batch.src_lengths[keep].sort(descending=True, stable=True).indices]
         src_tokens, src_lengths = batch.src_tokens[keep].to(device), batch.src_lengths[keep].to(device)
         targets = batch.targets[keep] if batch.targets is not None else None
         prefix = targets[:, :cfg.prefix_size].to(device) if cfg.prefix_size > 0 and targets is not None else None

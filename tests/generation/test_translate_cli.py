@@ -188,3 +188,17 @@ def test_interactive_refuses_a_source_longer_than_the_model_positions_unless_ski
     best = interactive_cli.main(["data-bin", "--path", "ckpt", "--skip-invalid-size-inputs-valid-test",
                                  "--max-len-b", "8"])
     assert best[1] == "" and best[0] != ""
+
+
+def test_generate_prints_a_batch_longest_source_first_as_fairseq(translation, capsys):
+    """bigseq's collate keeps the plan's row order; fairseq's sorts a batch by source length, longest first
+    (ties in batch order), and generate prints in that order."""
+    task, _ = translation
+    batches = task.get_batch_iterator("test").batches
+    for b in batches:  # shortest first: [0, 2] and [4, 1, 3] (source lengths 4, 7 and 2, 2, 3)
+        b.ids, b.src_tokens, b.src_lengths, b.targets = (t.flip(0) for t in (b.ids, b.src_tokens, b.src_lengths,
+                                                                               b.targets))
+    task.get_batch_iterator = lambda split, **kwargs: Iterator(batches)
+    generate_cli.main(["data-bin", "--path", "ckpt", "--beam", "2", "--max-len-b", "4"])
+    printed = [int(line.split("\t")[0][2:]) for line in capsys.readouterr().out.splitlines() if line.startswith("S-")]
+    assert printed == [2, 0, 3, 4, 1]
