@@ -115,8 +115,9 @@ def translate(cli: GenerateCLIConfig, task, model, beam_cfg: BeamSearchConfig) -
     with _output(cli) as out:
         best = generate_split(task, model, batches, beam_cfg, out, subset=cli.gen_subset,
                               post_process=cli.post_process, scorer=scorer, quiet=cli.quiet, seed=cli.seed)
-    if cli.hyp_file:  # input order; a line skipped as too long stays as an empty line
-        lines = [best.get(i, "") for i in range(max(best, default=-1) + 1)]
+    if cli.hyp_file:  # input order, one line per sentence of the split: one skipped as too long stays empty
+        split_lines = len(getattr(getattr(itr, "dataset", None), "src", ()))  # skipped lines included
+        lines = [best.get(i, "") for i in range(max(split_lines, max(best, default=-1) + 1))]
         atomic_write_text(cli.hyp_file, "".join(f"{line}\n" for line in lines))
     return best
 

@@ -59,15 +59,21 @@ def test_generate_prints_fairseq_lines_and_bleu_and_refuses_long_sources_unless_
     assert re.fullmatch(r"Generate test with beam=3: BLEU = \d+\.\d\d .*", lines[-2])
     assert lines[-1].startswith("sacrebleu signature: nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
     hyps = open(hyp_file).read().splitlines()
-    assert len(hyps) == len(test) and all(hyps)  # the skipped 7th line is the last: nothing after it
+    # one line per sentence of the split: the skipped 7th (the last) stays as an empty line
+    assert len(hyps) == len(test) + 1 and all(hyps[:-1]) and hyps[-1] == ""
     best = {int(line[2:].split("\t")[0]): line.split("\t")[2] for line in body[::-1] if line.startswith("D-")}
-    assert hyps == [best[i] for i in range(len(test))]
+    assert hyps[:-1] == [best[i] for i in range(len(test))]
     assert float(lines[-2].split()[6]) > 30  # 60 updates learn most of the copy task
     token = cli("generate", data, "--path", save, "--beam", "3", "--max-len-b", "8", "--quiet", "--scoring",
                 "bleu", "--skip-invalid-size-inputs-valid-test", check=True)
     assert re.fullmatch(r"Generate test with beam=3: BLEU4 = \d+\.\d\d, .*\n", token.stdout)
-    scored = cli("score", "--sys", hyp_file, "--ref", os.path.join(root, "test.tgt"), check=False)
-    assert scored.returncode == 2 and "--sys has 6 lines but --ref 7" in scored.stderr
+    scored = cli("score", "--sys", hyp_file, "--ref", os.path.join(root, "test.tgt"), check=True)  # line for line
+    assert scored.stdout.startswith("BLEU = ")
+    short = os.path.join(root, "short.txt")
+    with open(short, "w") as f:
+        f.write("".join(f"{h}\n" for h in hyps[:-1]))
+    refused = cli("score", "--sys", short, "--ref", os.path.join(root, "test.tgt"), check=False)
+    assert refused.returncode == 2 and "--sys has 6 lines but --ref 7" in refused.stderr
 
 
 def test_interactive_translates_typed_lines_in_input_order(trained):
