@@ -61,8 +61,13 @@ def is_consolidated(folder: str) -> bool:
     path = os.path.join(folder, "config.json")
     if not os.path.isfile(path):
         return False
-    with open(path) as f:
-        return json.load(f).get("bigseq_format") == FORMAT
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BigseqError(f"{path} is not valid JSON ({e}); pass a folder saved by transformers' save_pretrained "
+                          f"or by `bigseq convert`") from None
+    return isinstance(info, dict) and info.get("bigseq_format") == FORMAT
 
 
 def read_info(folder: str) -> tuple[dict, object]:

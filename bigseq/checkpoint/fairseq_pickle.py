@@ -60,7 +60,10 @@ _OMEGACONF_NODES = ("AnyNode", "StringNode", "IntegerNode", "FloatNode", "Boolea
 
 def _numpy_globals() -> list:
     """numpy's rebuilders under the module names both numpy 1 (numpy.core) and 2 (numpy._core) pickle."""
-    from numpy._core import multiarray
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1
+        from numpy.core import multiarray
     allowed: list = [np.ndarray, np.dtype, (np.ndarray, "numpy.ndarray"), (np.dtype, "numpy.dtype")]
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed += [(multiarray._reconstruct, f"{module}._reconstruct"), (multiarray.scalar, f"{module}.scalar")]

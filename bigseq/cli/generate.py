@@ -78,6 +78,11 @@ def parse(argv):
     cli = GenerateCLIConfig(**{k: v for k, v in args.items() if k in GenerateCLIConfig.__dataclass_fields__})
     if not cli.target and not cli.path:
         parser.error("a checkpoint is required: `bigseq generate DATA --path CKPT` (or `bigseq generate CKPT`)")
+    # output paths are checked before decoding a whole split, not after
+    if cli.hyp_file and not os.path.isdir(os.path.dirname(os.path.abspath(cli.hyp_file))):
+        raise BigseqError(f"--hyp-file {cli.hyp_file}: its folder does not exist; create it or write elsewhere")
+    if cli.results_path and os.path.exists(cli.results_path) and not os.path.isdir(cli.results_path):
+        raise BigseqError(f"--results-path {cli.results_path} is a file; it names a folder for generate-SUBSET.txt")
     return cli, args
 
 

@@ -76,5 +76,5 @@ def _read(path: str) -> list[str]:
     try:
         with open(path, encoding="utf-8") as f:
             return f.readlines()
-    except OSError as e:
-        raise BigseqError(f"--input {path}: {e.strerror}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BigseqError(f"--input {path}: {getattr(e, 'strerror', None) or 'not UTF-8 text'}") from None

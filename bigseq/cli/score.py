@@ -38,8 +38,8 @@ def read_lines(path: str, flag: str) -> list[str]:
     try:
         with open(path, encoding="utf-8") as f:
             return [line.rstrip("\n") for line in f]
-    except OSError as e:
-        raise BigseqError(f"{flag} {path}: {e.strerror}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BigseqError(f"{flag} {path}: {getattr(e, 'strerror', None) or 'not UTF-8 text'}") from None
 
 
 def main(argv=None) -> list[str]:

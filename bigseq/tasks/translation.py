@@ -151,6 +151,16 @@ class TranslationTask(Task):
         if cfg.eval_bleu and cfg.eval_bleu_detok == "moses" and importlib.util.find_spec("sacremoses") is None:
             raise BigseqError("--eval-bleu-detok moses needs the sacremoses package: pip install sacremoses "
                               "(or use --eval-bleu-detok space)")
+        if cfg.eval_bleu:  # at start-up, not at the first validation an epoch later
+            from bigseq.generation.config import BeamSearchConfig
+            from bigseq.generation.text import post_process
+            args = _json_object(cfg.eval_bleu_args, "--eval-bleu-args")
+            try:
+                BeamSearchConfig(**args)
+            except TypeError as e:
+                raise BigseqError(f"--eval-bleu-args {cfg.eval_bleu_args}: {e}; use generation flag names like "
+                                  f"beam, max_len_a, max_len_b, lenpen") from None
+            post_process("", cfg.eval_bleu_remove_bpe)
 
     def _load_tokenizers(self) -> None:
         """The tokenizers bigseq preprocess used (metadata.json), for turning ids back into text."""

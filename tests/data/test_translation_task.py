@@ -70,7 +70,11 @@ def test_eval_bleu_options(corpus):
     assert settings["generation"] == {"beam": 5, "max_len_a": 1.2} and settings["remove_bpe"] == "@@ "
     cases = [(dict(eval_bleu_args="{beam: 5}"), "--eval-bleu-args '{beam: 5}': not valid JSON"),
              (dict(eval_bleu_args="[5]"), "expected a JSON object"),
-             (dict(eval_bleu_detok="nope"), "--eval-bleu-detok 'nope': use one of space, moses")]
+             (dict(eval_bleu_detok="nope"), "--eval-bleu-detok 'nope': use one of space, moses"),
+             # refused when the task is built, not at the first validation an epoch later
+             (dict(eval_bleu=True, eval_bleu_args='{"beem": 5}'), "use generation flag names like beam"),
+             (dict(eval_bleu=True, eval_bleu_args='{"beam": 0}'), "--beam"),
+             (dict(eval_bleu=True, eval_bleu_remove_bpe="bogus"), "--post-process 'bogus'")]
     for kw, message in cases:
         with pytest.raises(BigseqError, match=message.replace("[", r"\[")):
             task(path, **kw)

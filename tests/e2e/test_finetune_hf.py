@@ -108,7 +108,8 @@ def test_a_model_vocabulary_smaller_than_the_data_is_one_line(tiny_data, tmp_pat
     _qwen2_folder(hf_dir, task.vocab_size - 10)
     proc = _train(tiny_data, ["--finetune-from-model", hf_dir])
     assert proc.returncode != 0
-    assert "smaller than the task's vocabulary" in proc.stderr, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "smaller than the task's vocabulary" in last and str(task.vocab_size - 10) in last, proc.stderr[-2000:]
     with open(os.path.join(hf_dir, "config.json")) as f:
         assert json.load(f)["vocab_size"] == task.vocab_size - 10
 
