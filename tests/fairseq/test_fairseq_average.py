@@ -42,7 +42,7 @@ def test_copies_of_one_checkpoint_average_to_it_bit_for_bit(tmp_path, dtype):
 
 
 def test_tied_embeddings_are_averaged_once_and_other_fields_come_from_the_first(tmp_path):
-    a, b = fairseq_checkpoint(1), fairseq_checkpoint(2)
+    a, b = fairseq_checkpoint(1), fairseq_checkpoint(4)
     pa, pb = save(tmp_path, "a.pt", a), save(tmp_path, "b.pt", b)
     out = average_main(["--inputs", pa, pb, "--output", str(tmp_path / "avg.pt")])
     avg = load_fairseq_checkpoint(out)
@@ -53,21 +53,25 @@ def test_tied_embeddings_are_averaged_once_and_other_fields_come_from_the_first(
     tied = {avg["model"][k].untyped_storage().data_ptr() for k in ("encoder.embed_tokens.weight",
                                                                    "decoder.output_projection.weight")}
     assert len(tied) == 1  # still one tensor, as fairseq saved it
-    assert torch.equal(avg["model"]["decoder.step"], torch.tensor([1]))  # integers floor-divide: (1 + 2) // 2
+    assert torch.equal(avg["model"]["decoder.step"], torch.tensor([2]))  # integers floor-divide: (1 + 4) // 2
     assert avg["optimizer_history"] == a["optimizer_history"] and avg["extra_state"] == {"epoch": 1}
 
 
 def test_fairseq_selection_regexes_pick_the_last_n(tmp_path):
-    for name in ("checkpoint1.pt", "checkpoint2.pt", "checkpoint10.pt", "checkpoint_2_100.pt", "checkpoint_3_150.pt",
-                 "checkpoint_best.pt", "checkpoint_last.pt", "checkpoint_5_300.pt"):
-        save(tmp_path, name, fairseq_checkpoint(1))
+    names = ("checkpoint1.pt", "checkpoint2.pt", "checkpoint10.pt", "checkpoint_2_100.pt", "checkpoint_3_150.pt",
+             "checkpoint_best.pt", "checkpoint_last.pt", "checkpoint_5_300.pt")
+    states = {name: fairseq_checkpoint(seed) for seed, name in enumerate(names, start=1)}  # each its own weights
+    for name, state in states.items():
+        save(tmp_path, name, state)
     assert [os.path.basename(p) for p in last_n_checkpoints(str(tmp_path), 2, by_update=False, upper_bound=None)] == [
         "checkpoint10.pt", "checkpoint2.pt"]
     assert [os.path.basename(p) for p in last_n_checkpoints(str(tmp_path), 2, by_update=True, upper_bound=200)] == [
         "checkpoint_3_150.pt", "checkpoint_2_100.pt"]
     out = average_main(["--inputs", str(tmp_path), "--num-epoch-checkpoints", "3", "--output",
                         str(tmp_path / "out" / "avg.pt")])
-    assert os.path.isfile(out)
+    key = "encoder.layers.0.fc1.weight"  # the mean of exactly the three epoch checkpoints
+    want = sum(states[n]["model"][key].double() for n in ("checkpoint1.pt", "checkpoint2.pt", "checkpoint10.pt")) / 3
+    assert torch.equal(load_fairseq_checkpoint(out)["model"][key], want.float())
     with pytest.raises(BigseqError, match="--num-update-checkpoints 4: .* holds 3 file"):
         average_main(["--inputs", str(tmp_path), "--num-update-checkpoints", "4", "--output", str(tmp_path / "x.pt")])
 
