@@ -62,11 +62,11 @@ class TranslationConfig:
     skip_invalid_size_inputs_valid_test: bool = False
     """Drop over-long validation/test pairs instead of stopping with an error."""
     eval_bleu: bool = False
-    """Score BLEU during validation (needs the translation generator, not in bigseq yet)."""
+    """Translate the validation set with beam search (--eval-bleu-args) and log its corpus BLEU."""
     eval_bleu_args: str = "{}"
     """Generation arguments for --eval-bleu as a JSON object, e.g. '{"beam": 5, "max_len_a": 1.2, "max_len_b": 10}'."""
     eval_bleu_detok: str = "space"
-    """Detokenizer applied before --eval-bleu scores: space, moses or nltk."""
+    """Detokenizer applied before --eval-bleu scores: space or moses (needs sacremoses)."""
     eval_bleu_detok_args: str = "{}"
     """Arguments of the --eval-bleu-detok detokenizer as a JSON object."""
     eval_tokenized_bleu: bool = False
