@@ -14,9 +14,11 @@ K beams, R = B*K rows, V words.
 
 The model contract (the ``transformer`` family): ``encode(src_tokens, src_lengths)
 -> EncoderOut`` with ``.select(rows)``; ``decode(prev_tokens, encoder_out,
-kv_cache=, start_pos=) -> logits``; ``make_kv_cache(batch_size, max_len, dtype,
-device)``; ``reorder_kv_cache(cache, rows)`` (in place, or returns the new
-cache); ``max_positions -> (source, target)``.
+kv_cache=, start_pos=) -> logits`` (encoder_out None after the first step: the
+cache holds the encoder keys); ``make_kv_cache(batch_size, max_len, dtype,
+device)``; ``reorder_kv_cache(cache, rows, cross_attn=)`` (in place, or returns
+the new cache; cross_attn=False: rows only move among one sentence's beams, the
+encoder keys may stay); ``max_positions -> (source, target)``.
 """
 
 from __future__ import annotations
@@ -106,9 +108,11 @@ class BeamSearchGenerator:
             if reorder is not None:
                 if kept is not None:  # rows were numbered after dropping sentences; the cache still has them
                     reorder = reorder + ((kept - torch.arange(len(kept), device=dev)) * K).repeat_interleave(K)
-                enc = enc.select(reorder)
-                cache = _reordered(model, cache, reorder)
+                # beams move within their sentence, whose encoder keys they share: those only
+                # change when sentences leave the batch
+                cache = _reordered(model, cache, reorder, cross_attn=kept is not None)
             logits = model.decode(beams.tokens[:, step:step + 1], enc, kv_cache=cache, start_pos=step)[:, -1]
+            enc = None  # the first step stored the encoder keys in the cache; later steps read them there
             lprobs = self._lprobs(logits, step, max_len, beams)
             cand_scores, cand_words, cand_beams = self._candidates(step, lprobs, beams, gen)
             eos_mask = cand_words.eq(self.eos) & cand_scores.ne(NEG_INF)
@@ -137,7 +141,7 @@ class BeamSearchGenerator:
     def _lprobs(self, logits_RV: torch.Tensor, step: int, max_len: int, beams: "_Beams") -> torch.Tensor:
         """The step's log-probabilities under fairseq's rules (see the module docstring)."""
         lprobs = torch.log_softmax(logits_RV.float() / self.cfg.temperature, dim=-1)
-        lprobs[lprobs != lprobs] = NEG_INF
+        lprobs.masked_fill_(lprobs.isnan(), NEG_INF)
         lprobs[:, self.pad] = NEG_INF
         if self.unk is not None:
             lprobs[:, self.unk] -= self.cfg.unkpen
@@ -249,6 +253,6 @@ def _copy_first_beam(t: torch.Tensor, sentences: torch.Tensor, K: int) -> torch.
     return t.view(-1, t.shape[-1])
 
 
-def _reordered(model, cache, rows):
-    new = model.reorder_kv_cache(cache, rows)
+def _reordered(model, cache, rows, *, cross_attn: bool):
+    new = model.reorder_kv_cache(cache, rows, cross_attn=cross_attn)
     return cache if new is None else new

@@ -92,7 +92,9 @@ def decode_attention(q_BHD, k_cache_BSHD, v_cache_BSHD, cache_seqlens, *, softma
         out = softcapped_attention(q_, k_, v_, valid_BS[:, None, None, :], softmax_scale=softmax_scale,
                                    softcap=softcap)
         return out.squeeze(2)
-    out = F.scaled_dot_product_attention(q_, k_, v_, attn_mask=valid_BS[:, None, None, :], scale=softmax_scale,
+    # every row's cache full (beam search, batched decoding of equal lengths): no mask, SDPA's fast path
+    mask = None if bool(valid_BS.all()) else valid_BS[:, None, None, :]
+    out = F.scaled_dot_product_attention(q_, k_, v_, attn_mask=mask, scale=softmax_scale,
                                          enable_gqa=q_BHD.shape[1] != k_cache_BSHD.shape[2])
     return out.squeeze(2)
 

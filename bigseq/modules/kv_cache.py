@@ -35,7 +35,27 @@ class LayerKVCache:
     def __init__(self, keys_BSHD: torch.Tensor, values_BSHD: torch.Tensor):
         self.keys_BSHD = keys_BSHD
         self.values_BSHD = values_BSHD
+        self.length = 0
+        """Positions written so far (the end of the last update)."""
         self.cross_attn = StaticKVCache()  # the encoder keys/values of a cross-attention layer
+
+    def reorder(self, index: torch.Tensor, *, cross_attn: bool = True) -> None:
+        """Keep rows ``index`` (beams reordered, finished sentences dropped). Only the written
+        positions move while the row count holds: a beam step costs O(length), not O(max_len).
+        cross_attn=False leaves the encoder keys alone, right when each row's replacement comes from
+        the same source sentence (beams of one sentence share its encoder output)."""
+        if len(index) == self.keys_BSHD.shape[0]:
+            n = self.length
+            self.keys_BSHD[:, :n] = self.keys_BSHD[:, :n].index_select(0, index)
+            self.values_BSHD[:, :n] = self.values_BSHD[:, :n].index_select(0, index)
+        else:
+            self.keys_BSHD = self.keys_BSHD.index_select(0, index)
+            self.values_BSHD = self.values_BSHD.index_select(0, index)
+        cross = self.cross_attn
+        if cross_attn and cross.filled:
+            mask = cross.key_padding_mask_BS
+            cross.store(cross.keys_BSHD.index_select(0, index), cross.values_BSHD.index_select(0, index),
+                        None if mask is None else mask.index_select(0, index))
 
     def update(self, start_pos: int, k_BTHD: torch.Tensor, v_BTHD: torch.Tensor):
         """Store k, v at start_pos; return all keys/values up to start_pos + T."""
@@ -47,6 +67,7 @@ class LayerKVCache:
             raise ValueError(f"batch of {k_BTHD.shape[0]} rows for a KV cache of {self.keys_BSHD.shape[0]}")
         self.keys_BSHD[:, start_pos:end] = k_BTHD
         self.values_BSHD[:, start_pos:end] = v_BTHD
+        self.length = max(self.length, end)
         return self.keys_BSHD[:, :end], self.values_BSHD[:, :end]
 
 
@@ -57,6 +78,12 @@ class KVCache:
         self.layers = [LayerKVCache(torch.zeros(shape, dtype=dtype, device=device),
                                     torch.zeros(shape, dtype=dtype, device=device)) for _ in range(num_layers)]
         self.max_len = max_len
+
+    def reorder(self, index: torch.Tensor, *, cross_attn: bool = True) -> "KVCache":
+        """Every layer's ``LayerKVCache.reorder``, in place."""
+        for layer in self.layers:
+            layer.reorder(index, cross_attn=cross_attn)
+        return self
 
     def layer(self, index: int) -> LayerKVCache:
         return self.layers[index]

@@ -14,8 +14,9 @@ API (the translation task, the criterions, beam search and the converters code a
   pad_idx + 1 + s as in fairseq's incremental decoding. The first cached call stores each layer's
   encoder keys/values in the cache; later calls use those (encoder_out is then not read).
 - ``make_kv_cache(batch_size, max_len, dtype=None, device=None) -> KVCache``;
-  ``reorder_kv_cache(cache, index)`` index_selects the rows of every self-attention cache and of
-  every cross-attention (encoder) cache, in place, and returns the cache.
+  ``reorder_kv_cache(cache, index, cross_attn=True)`` index_selects the rows of every self-attention
+  cache and (unless cross_attn=False) of every cross-attention (encoder) cache, in place, and
+  returns the cache.
 - ``max_positions -> (max_source_positions, max_target_positions)``.
 - ``build(cfg, task, seed)`` reads task.src_vocab_size, task.tgt_vocab_size, task.pad_idx and
   task.joined_dictionary.
@@ -125,10 +126,11 @@ class TransformerModel(BaseModel):
         """src_lengths is accepted for the net_input contract; the padding comes from the tokens (fairseq)."""
         return EncoderOut(*self.encoder(src_tokens))
 
-    def decode(self, prev_output_tokens: torch.Tensor, encoder_out: EncoderOut, *,
+    def decode(self, prev_output_tokens: torch.Tensor, encoder_out: EncoderOut | None, *,
                kv_cache: KVCache | None = None, start_pos: int = 0) -> torch.Tensor:
-        hidden_BTD = self.decoder(prev_output_tokens, encoder_out.out, encoder_out.padding_mask,
-                                  kv_cache=kv_cache, start_pos=start_pos)
+        """encoder_out may be None once kv_cache holds the encoder keys (after the first cached call)."""
+        out, mask = (None, None) if encoder_out is None else (encoder_out.out, encoder_out.padding_mask)
+        hidden_BTD = self.decoder(prev_output_tokens, out, mask, kv_cache=kv_cache, start_pos=start_pos)
         return self.output_layer(hidden_BTD)
 
     def make_kv_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None,
@@ -139,16 +141,10 @@ class TransformerModel(BaseModel):
                        dtype=dtype or ref.dtype, device=device or ref.device)
 
     @staticmethod
-    def reorder_kv_cache(cache: KVCache, index: torch.Tensor) -> KVCache:
-        for layer in cache.layers:
-            layer.keys_BSHD = layer.keys_BSHD.index_select(0, index)
-            layer.values_BSHD = layer.values_BSHD.index_select(0, index)
-            cross = layer.cross_attn
-            if cross.filled:
-                mask = cross.key_padding_mask_BS
-                cross.store(cross.keys_BSHD.index_select(0, index), cross.values_BSHD.index_select(0, index),
-                            None if mask is None else mask.index_select(0, index))
-        return cache
+    def reorder_kv_cache(cache: KVCache, index: torch.Tensor, *, cross_attn: bool = True) -> KVCache:
+        """Rows ``index`` of every cache, in place; cross_attn=False keeps the encoder keys as they are
+        (beams reordered within their sentences, none dropped: fairseq skips that copy too)."""
+        return cache.reorder(index, cross_attn=cross_attn)
 
     @property
     def max_positions(self) -> tuple[int, int]:

@@ -51,7 +51,8 @@ class _Stack(nn.Module):
         self.checkpoint_activations = cfg.checkpoint_activations
 
     def embed(self, tokens_BT: torch.Tensor, positions_BT: torch.Tensor) -> torch.Tensor:
-        """positions (B, T): pad_idx + 1 + k for real tokens, pad_idx for pads (zero vector)."""
+        """positions (B, T) or (1, T) for every row: pad_idx + 1 + k for real tokens, pad_idx for pads
+        (zero vector)."""
         if isinstance(self.embed_positions, nn.Embedding) and positions_BT.shape[1] > self.max_positions:
             raise BigseqError(f"a {self.side} input of {positions_BT.shape[1]} tokens is longer than "
                               f"--max-{'source' if self.side == 'encoder' else 'target'}-positions "
@@ -118,9 +119,9 @@ class TransformerDecoder(_Stack):
                 raise ValueError("start_pos needs a kv_cache (without one, decode the whole prefix)")
             positions_BT = make_positions(prev_output_tokens_BT, self.pad_idx)
         else:
-            B, T = prev_output_tokens_BT.shape
+            T = prev_output_tokens_BT.shape[1]
             steps = torch.arange(start_pos, start_pos + T, device=prev_output_tokens_BT.device)
-            positions_BT = (steps + self.pad_idx + 1).expand(B, T)
+            positions_BT = (steps + self.pad_idx + 1)[None]  # (1, T): every row at the same step, broadcast
             if start_pos + T > self.max_positions and isinstance(self.embed_positions, nn.Embedding):
                 raise BigseqError(f"decoding reached {start_pos + T} tokens, beyond --max-target-positions "
                                   f"{self.max_positions}; generate fewer tokens")
