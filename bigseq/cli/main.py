@@ -34,8 +34,16 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2
-    name_accelerator()  # before a command's module imports deepspeed
     name, rest = argv[0], argv[1:]
+    if name == "train":  # a preemption warning during the imports and engine set-up must not kill it
+        from bigseq.distributed import signal_latch
+        with signal_latch.installed():
+            return _dispatch(name, rest)
+    return _dispatch(name, rest)
+
+
+def _dispatch(name: str, rest: list[str]) -> int:
+    name_accelerator()  # before a command's module imports deepspeed
     if name not in COMMANDS:
         import difflib
         close = difflib.get_close_matches(name, COMMANDS, n=1)

@@ -18,11 +18,12 @@ import torch
 import torch.distributed as dist
 
 from bigseq.config.wall_time import parse_wall_time
+from bigseq.distributed import signal_latch
 from bigseq.distributed.launch_env import shutdown
 
 # sysexits.h EX_TEMPFAIL, "temporary failure; retry later": a checkpoint was saved, run the job again
 PREEMPTED_EXIT_CODE = 75
-SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+SIGNALS = signal_latch.SIGNALS
 
 
 class StopRequest:
@@ -32,10 +33,11 @@ class StopRequest:
         self.limit_s = parse_wall_time(max_wall_time)
         self.start = time.monotonic()
         self.world_size, self.device = world_size, device
-        self.reason: str | None = None  # why this rank wants to stop (None: it does not)
+        # why this rank wants to stop (None: it does not); a signal may have come during start-up
+        self.reason: str | None = signal_latch.take()
         self.previous = {}
         if threading.current_thread() is threading.main_thread():  # Python handles signals there only
-            self.previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
+            self.previous = {sig: signal_latch.original(sig, signal.signal(sig, self._on_signal)) for sig in SIGNALS}
 
     def _on_signal(self, signum, frame) -> None:
         # only a flag: the handler may interrupt DeepSpeed anywhere, so nothing else happens here

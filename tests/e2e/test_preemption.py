@@ -40,12 +40,14 @@ def _rank_pid(launcher: subprocess.Popen, local_rank: int) -> int:
     raise AssertionError(f"no rank {local_rank} under the launcher")
 
 
-def _interrupted_then_resumed(data, tmp_path, nproc, stop, reason, extra=()):
-    """Train; `stop(proc)` after 4 updates (None: the run stops itself); resume. -> (losses, stopped at)"""
+def _interrupted_then_resumed(data, tmp_path, nproc, stop, reason, extra=(), after_updates=4):
+    """Train; `stop(proc)` after `after_updates` updates (None: the run stops itself); resume.
+    -> (losses, stopped at)"""
     save_dir, log = str(tmp_path / "preempted"), str(tmp_path / "preempted.jsonl")
     proc = _start(data, [*extra, "--save-dir", save_dir], log, nproc)
     if stop is not None:
-        _wait_for_updates(log, 4, proc)
+        if after_updates:
+            _wait_for_updates(log, after_updates, proc)
         stop(proc)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == PREEMPTED_EXIT_CODE, f"exit code {proc.returncode}:\n{out[-3000:]}"
@@ -73,6 +75,30 @@ def test_sigusr1_saves_exits_75_and_resumes_exactly(tiny_data, tmp_path, straigh
         os.kill(proc.pid, signal.SIGUSR1)
         os.kill(proc.pid, signal.SIGCONT)
     losses, _ = _interrupted_then_resumed(tiny_data, tmp_path, 1, stop, "SIGUSR1")
+    assert losses == straight_one_rank
+
+
+def _catches(pid: int, sig: signal.Signals) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    return bool(caught & (1 << (sig - 1)))
+
+
+def test_sigusr1_during_start_up_stops_after_the_first_update(tiny_data, tmp_path, straight_one_rank):
+    """SLURM's time-limit warning may land while torch is still being imported: Python's default
+    action for SIGUSR1 would kill the rank (exit 138) and fail the job instead of requeueing it."""
+    def stop(proc):
+        deadline = time.monotonic() + 30
+        while not _catches(proc.pid, signal.SIGUSR1):  # the first handler: bigseq train's start-up latch
+            assert proc.poll() is None and time.monotonic() < deadline, "SIGUSR1 never trapped"
+            time.sleep(0.001)
+        os.kill(proc.pid, signal.SIGSTOP)
+        with open(f"/proc/{proc.pid}/maps") as f:  # trapped before torch's library is even loaded
+            assert "libtorch" not in f.read(), "SIGUSR1 is trapped only after torch is imported"
+        os.kill(proc.pid, signal.SIGUSR1)
+        os.kill(proc.pid, signal.SIGCONT)
+    losses, stopped_at = _interrupted_then_resumed(tiny_data, tmp_path, 1, stop, "SIGUSR1", after_updates=0)
+    assert stopped_at == 1
     assert losses == straight_one_rank
 
 
