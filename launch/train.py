@@ -8,10 +8,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bigseq.distributed import name_accelerator  # noqa: E402
+from bigseq.distributed import name_accelerator, signal_latch  # noqa: E402
 
 if __name__ == "__main__":
-    name_accelerator()  # before bigseq.cli.train imports deepspeed
-    from bigseq.cli.train import cli_main
-    from bigseq.distributed.launch_env import run_entry_point
-    run_entry_point(cli_main)
+    with signal_latch.installed():  # a preemption warning during the imports must not kill the rank
+        name_accelerator()  # before bigseq.cli.train imports deepspeed
+        from bigseq.cli.train import cli_main
+        from bigseq.distributed.launch_env import run_entry_point
+        run_entry_point(cli_main)
