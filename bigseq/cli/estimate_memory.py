@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from bigseq.config import FlagParser, add_dataclass_args
-from bigseq.distributed.memory_estimate import GIB, estimate, model_shape
+from bigseq.distributed.memory_estimate import GIB, estimate, longest_sequence, model_shape
 from bigseq.errors import BigseqError
 
 
@@ -22,6 +22,10 @@ class EstimateMemoryConfig:
     """Devices (ZeRO shards the model states over all of them)."""
     sequence_parallel_size: int = 1
     """Devices that split each sequence (--sequence-parallel-size of bigseq train): activations divide by it."""
+    tensor_parallel_size: int = 1
+    """Devices that split each layer's projections (--tensor-parallel-size of bigseq train)."""
+    mlp_chunks: int = 1
+    """Slices the feed-forward block is tiled over (--mlp-chunks of bigseq train); 1: none."""
     micro_batch: int = 1
     """Sequences per device per forward pass."""
     tokens_per_sample: int = 4096
@@ -51,16 +55,17 @@ def render(cfg: EstimateMemoryConfig) -> str:
         raise BigseqError(f"--offload-optimizer {cfg.offload_optimizer} is not one of none, cpu")
     device_bytes = parse_size(cfg.device_memory)
     shape = model_shape(cfg.arch, cfg.vocab_size)
-    rows = [estimate(shape, zero_stage=stage, world_size=cfg.world_size, micro_batch=cfg.micro_batch,
-                     seq_len=cfg.tokens_per_sample, precision=cfg.precision,
-                     offload_optimizer=cfg.offload_optimizer == "cpu", sequence_parallel=cfg.sequence_parallel_size)
-            for stage in range(4)]
+    run = dict(world_size=cfg.world_size, micro_batch=cfg.micro_batch, precision=cfg.precision,
+               offload_optimizer=cfg.offload_optimizer == "cpu", sequence_parallel=cfg.sequence_parallel_size,
+               tensor_parallel=cfg.tensor_parallel_size, mlp_chunks=cfg.mlp_chunks)
+    rows = [estimate(shape, zero_stage=stage, seq_len=cfg.tokens_per_sample, **run) for stage in range(4)]
     offload = ", optimizer offload to cpu" if cfg.offload_optimizer == "cpu" else ""
-    sp = cfg.sequence_parallel_size
-    devices = f"{cfg.world_size} devices" + (f" ({sp} sequence-parallel x {cfg.world_size // sp} data-parallel)"
-                                             if sp > 1 else "")
-    lines = [f"{cfg.arch}: {shape.num_params:,} parameters | {devices} | micro-batch "
-             f"{cfg.micro_batch} x {cfg.tokens_per_sample} tokens | {cfg.precision}, Adam{offload}",
+    chunks = f", MLP in {cfg.mlp_chunks} chunks" if cfg.mlp_chunks > 1 else ""
+    sp, tp = cfg.sequence_parallel_size, cfg.tensor_parallel_size
+    layout = (f" ({sp} sequence-parallel x {cfg.world_size // sp} data-parallel)" if sp > 1 else
+              f" ({tp} tensor-parallel x {cfg.world_size // tp} data-parallel)" if tp > 1 else "")
+    lines = [f"{cfg.arch}: {shape.num_params:,} parameters | {cfg.world_size} devices{layout} | micro-batch "
+             f"{cfg.micro_batch} x {cfg.tokens_per_sample} tokens | {cfg.precision}, Adam{offload}{chunks}",
              "per device, GiB:", "",
              "| ZeRO | parameters | gradients | optimizer states | activations | activations (ckpt) | total | "
              f"total (ckpt) | fits {cfg.device_memory} |",
@@ -80,6 +85,10 @@ def render(cfg: EstimateMemoryConfig) -> str:
     lines.append(f"fits in {cfg.device_memory}: {', '.join(fitting) if fitting else 'none of the stages'}"
                  " (with activation checkpointing where the total needs it; framework buffers and "
                  "fragmentation not counted)")
+    longest = [longest_sequence(shape, device_bytes, ckpt, zero_stage=cfg.zero_stage, **run) for ckpt in (False, True)]
+    lines.append(f"longest sequence that fits {cfg.device_memory} at ZeRO-{cfg.zero_stage} (micro-batch "
+                 f"{cfg.micro_batch}): {longest[0]:,} tokens, {longest[1]:,} with activation checkpointing"
+                 + ("" if longest[1] else " (the model states alone do not fit)"))
     return "\n".join(lines)
 
 

@@ -14,6 +14,8 @@ read the same samples and compute the same loss.
 
 from __future__ import annotations
 
+import re
+
 from bigseq.errors import BigseqError
 from bigseq.models.family import get_family
 
@@ -26,6 +28,11 @@ REPLICATED_SUMMED = [r".*\.attn\.[qk]_norm\.weight$"]
 # flags that build their own process layout and cannot share the world with AutoTP's mesh
 _EXCLUSIVE = {"pipeline_parallel_size": "--pipeline-parallel-size",
               "sequence_parallel_size": "--sequence-parallel-size"}
+
+
+def is_split(name: str) -> bool:
+    """Does AutoTP split this parameter under bigseq's rules (the estimate counts them)?"""
+    return any(re.match(pattern, name) for pattern in COLUMN + ROW)
 
 
 def ds_section(size: int) -> dict:

@@ -81,3 +81,53 @@ def test_sequence_parallelism_divides_activations_only(llama_70b, capsys):
     assert "64 devices (4 sequence-parallel x 16 data-parallel)" in capsys.readouterr().out
     with pytest.raises(BigseqError, match="key/value heads 8 is not divisible by --sequence-parallel-size 16"):
         estimate(llama_70b, zero_stage=3, world_size=64, micro_batch=1, seq_len=32768, sequence_parallel=16)
+
+
+def test_tensor_parallelism_splits_the_projections_and_their_activations(llama_70b):
+    d, kv, ffn = 8192, 1024, 28672  # Llama-2-70B: 8 KV heads of 128
+    assert llama_70b.tensor_parallel_params == 80 * (2 * d * d + 2 * d * kv + 3 * d * ffn)  # q,o + k,v + gate,up,down
+    one, eight = (estimate(llama_70b, zero_stage=0, world_size=8, micro_batch=1, seq_len=4096, tensor_parallel=t)
+                  for t in (1, 8))
+    replicated = llama_70b.num_params - llama_70b.tensor_parallel_params  # embeddings, norms, output projection
+    assert eight.parameters == 2 * (replicated + llama_70b.tensor_parallel_params // 8)
+    assert eight.activations < one.activations / 2  # the residual stream and logits stay whole
+    # ZeRO shards over the 8 / 8 = 1 data-parallel rank: nothing to shard
+    assert estimate(llama_70b, zero_stage=3, world_size=8, micro_batch=1, seq_len=4096,
+                    tensor_parallel=8).optimizer_states == 12 * (replicated + llama_70b.tensor_parallel_params // 8)
+    with pytest.raises(BigseqError, match="--tensor-parallel-size 16 must divide the KV heads"):
+        estimate(llama_70b, zero_stage=3, world_size=64, micro_batch=1, seq_len=4096, tensor_parallel=16)
+    with pytest.raises(BigseqError, match="cannot be combined"):
+        estimate(llama_70b, zero_stage=3, world_size=64, micro_batch=1, seq_len=4096, tensor_parallel=2,
+                 sequence_parallel=2)
+
+
+def test_mlp_chunks_drop_the_feed_forward_activations(llama_70b):
+    run = dict(zero_stage=3, world_size=64, micro_batch=1, seq_len=16384)
+    whole, tiled = estimate(llama_70b, **run), estimate(llama_70b, mlp_chunks=8, **run)
+    ffn_layer = 3 * 28672 * 16384 * 2  # gate, up and their product, bf16
+    assert whole.activations - tiled.activations == 80 * ffn_layer - ffn_layer // 8
+    assert tiled.model_states == whole.model_states
+
+
+@pytest.mark.parametrize("sp", [1, 4])
+def test_longest_sequence_is_the_last_length_that_fits(llama_70b, sp):
+    from bigseq.distributed.memory_estimate import longest_sequence
+    run = dict(zero_stage=3, world_size=64, sequence_parallel=sp)
+    cap = 80 * GIB
+    for ckpt in (False, True):
+        t = longest_sequence(llama_70b, cap, ckpt, **run)
+        assert t % sp == 0
+        assert estimate(llama_70b, seq_len=t, micro_batch=1, **run).total(ckpt) <= cap
+        assert estimate(llama_70b, seq_len=t + sp, micro_batch=1, **run).total(ckpt) > cap
+    assert longest_sequence(llama_70b, 1 * GIB, True, **run) == 0  # the states alone are larger
+
+
+def test_cli_reports_the_longest_sequence_and_tensor_parallel_layout(capsys):
+    assert bigseq_main.main(["estimate-memory", "--arch", "llama_70b", "--world-size", "64",
+                             "--tensor-parallel-size", "8", "--mlp-chunks", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "64 devices (8 tensor-parallel x 8 data-parallel)" in out and "MLP in 4 chunks" in out
+    assert "longest sequence that fits 80GiB at ZeRO-3 (micro-batch 1): " in out
+    assert bigseq_main.main(["estimate-memory", "--world-size", "6", "--tensor-parallel-size", "4"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "bigseq estimate-memory: error: --tensor-parallel-size 4 does not divide --world-size 6"
