@@ -12,7 +12,7 @@
   saved_tensors_hooks), peak memory over the weights (CUDA: max_memory_allocated; CPU: peak RSS
   over the RSS before the step), time. With --fused-linear-ce's loss, so the (T, V) logits are
   tiled too.
-Prints a markdown table; nothing is recorded under results/.
+Prints markdown tables; with --out also writes them there (with date, commit, machine and command).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def bench_chunks(a) -> list[str]:
     mib = lambda n: f"{n / 2**20:,.1f} MiB"  # noqa: E731
     for k in map(int, a.chunks.split(",")):
         argv = [sys.executable, __file__, "--child", str(k)] + [f"--{n.replace('_', '-')}={v}" for n, v in
-                                                                vars(a).items() if n not in ("child", "only")]
+                                                                vars(a).items() if n not in ("child", "only", "out")]
         r = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         rows.append(f"| {k} | {mib(r['saved'])} | {mib(r['peak'])} | {r['seconds']:.2f} s | {r['loss']:.6f} |")
     return rows
@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--chunks", default="1,4,16", help="--mlp-chunks settings to compare")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", choices=("docmask", "chunks"), default=None)
+    ap.add_argument("--out", default=None, help="also write the tables here, e.g. benchmarks/results/long_context.md")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -168,6 +169,18 @@ def main(argv: list[str] | None = None) -> str:
     if a.only != "docmask":
         lines += [f"## --mlp-chunks ({head}, --fused-linear-ce)", "", *bench_chunks(a)]
     print("\n".join(lines))
+    if a.out:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import report
+        flags = " ".join(f"--{n.replace('_', '-')} {v}" for n, v in vars(a).items()
+                         if v is not None and n not in ("child", "out"))
+        report.write(a.out, "Long context on one process: --document-mask and --mlp-chunks", head + ".",
+                     f"python benchmarks/long_context.py {flags} --out {a.out}", lines,
+                     "--document-mask runs attention per document (CPU) or as Triton varlen (CUDA) over the same "
+                     "tokens; its loss differs from plain packing's because packed documents no longer see each "
+                     "other. --mlp-chunks recomputes the feed-forward block slice by slice in the backward: the "
+                     "saved activations and the peak fall, the loss stays the same, the time grows by one more "
+                     "forward of the block.")
     return "\n".join(lines)
 
 
