@@ -22,6 +22,7 @@ $(VENV)/.installed: setup.py Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev,triton,plot,wandb]"
+	$(PY) -m bigseq.distributed.prebuild_ops
 	touch $@
 
 quickstart: setup

@@ -174,9 +174,9 @@ def configs(tiny: bool, dry_run: bool = False):
                                   matmul_n=64, copy_numel=1 << 10, decode_shape=(1, 2, 1, 32), cache_lens=(32,))
     if tiny:  # the Triton interpreter gets bf16 tl.dot wrong: fp32 there
         return argparse.Namespace(dtype=torch.bfloat16 if CUDA else torch.float32, tokens=128, model_dim=64,
-                                  head_dims=(32, 64), seqlens=(64, 128), loss_tokens=32, vocabs=(300, 1000),
+                                  head_dims=(32, 64), seqlens=(64,), loss_tokens=32, vocabs=(300,),
                                   hidden=64, reps=1,
-                                  matmul_n=256, copy_numel=1 << 20, decode_shape=(2, 4, 2, 64), cache_lens=(64, 256))
+                                  matmul_n=256, copy_numel=1 << 20, decode_shape=(2, 4, 2, 64), cache_lens=(64,))
     return argparse.Namespace(dtype=torch.bfloat16, tokens=16384, model_dim=2048, head_dims=(64, 128),
                               seqlens=(512, 1024, 2048, 4096, 8192, 16384), loss_tokens=16384,
                               vocabs=(32768, 131072), hidden=4096, reps=10, matmul_n=8192, copy_numel=1 << 28,

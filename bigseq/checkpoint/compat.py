@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from bigseq.checkpoint import pipeline, universal_stages
+from bigseq.checkpoint import files, pipeline, universal_stages
 from bigseq.config.fields import architecture_values, flat_fields
 from bigseq.errors import BigseqError
 from bigseq.models.family import get_family
@@ -46,7 +46,7 @@ def check_compatible(meta: dict, trainer, where: str, *, weights_only: bool = Fa
     if weights_only:
         return
     pipeline.check_pipeline_size(meta, trainer, where)
-    saved_tp = meta["cfg"].get("distributed", {}).get("tensor_parallel_size", 1)
+    saved_tp = files.tensor_parallel_size(meta)
     tp = cfg.distributed.tensor_parallel_size
     if saved_tp != tp and not meta.get("universal"):
         raise BigseqError(f"checkpoint {where} holds --tensor-parallel-size {saved_tp} shards, this run uses {tp}; "

@@ -33,6 +33,11 @@ def read_meta(ckpt_dir: str) -> dict:
         return json.load(f)
 
 
+def tensor_parallel_size(meta: dict) -> int:
+    """--tensor-parallel-size of the run that saved it (1 for checkpoints from before the flag)."""
+    return int(meta["cfg"].get("distributed", {}).get("tensor_parallel_size", 1))
+
+
 def resolve_checkpoint(path: str) -> tuple[str, str]:
     """A save dir or a tag folder -> (save_dir, tag)."""
     path = path.rstrip("/")

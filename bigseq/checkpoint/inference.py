@@ -51,7 +51,7 @@ def plain_state_dict(save_dir: str, tag: str, meta: dict, task) -> dict[str, tor
     ckpt_dir = os.path.join(save_dir, tag)
     if meta.get("universal"):
         return universal_state_dict(ckpt_dir)
-    tp = meta["cfg"].get("distributed", {}).get("tensor_parallel_size", 1)
+    tp = files.tensor_parallel_size(meta)
     if tp > 1:  # each rank's files hold its slices; the universal conversion merges them by AutoTP's schema
         raise BigseqError(f"{ckpt_dir} holds --tensor-parallel-size {tp} slices; run `bigseq convert universal "
                           f"{ckpt_dir}` (saved with --zero-stage 1-3) and use the universal checkpoint")

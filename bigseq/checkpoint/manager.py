@@ -145,7 +145,7 @@ def load_weights_only(trainer, path: str) -> str:
     where = os.path.join(save_dir, tag)
     meta = files.read_meta(where)
     check_compatible(meta, trainer, where, weights_only=True)
-    saved_tp = meta["cfg"].get("distributed", {}).get("tensor_parallel_size", 1)
+    saved_tp = files.tensor_parallel_size(meta)
     same_tp = saved_tp == trainer.cfg.distributed.tensor_parallel_size
     if pipeline.pipeline_size(meta) == pipeline.run_pipeline_size(trainer) and same_tp and not meta.get("universal"):
         trainer.engine.load_checkpoint(save_dir, tag=tag, load_module_only=True, load_optimizer_states=False,

@@ -85,7 +85,8 @@ def generate_split(task, model, batches, cfg: BeamSearchConfig, out, *, subset: 
     pad = task.target_dictionary.pad_idx
     device = next(model.parameters()).device
     by_words = post_process is not None or tgt.tokenizer is not None
-    best, sentences, tokens, start = {}, 0, 0, time.perf_counter()
+    # seconds in beam search only, as fairseq's gen_timer: loading, detokenizing and printing are not in it
+    best, sentences, tokens, seconds = {}, 0, 0, 0.0
     for batch in batches:
         keep = torch.nonzero(batch.ids >= 0).view(-1)  # a filler row (ids -1) is not a sentence
         if not len(keep):
@@ -96,7 +97,9 @@ def generate_split(task, model, batches, cfg: BeamSearchConfig, out, *, subset: 
         src_tokens, src_lengths = batch.src_tokens[keep].to(device), batch.src_lengths[keep].to(device)
         targets = batch.targets[keep] if batch.targets is not None else None
         prefix = targets[:, :cfg.prefix_size].to(device) if cfg.prefix_size > 0 and targets is not None else None
+        start = time.perf_counter()
         hyps = generator.generate(src_tokens, src_lengths, prefix_tokens=prefix, seed=seed)
+        seconds += time.perf_counter() - start
         for i, sid in enumerate(batch.ids[keep].tolist()):
             lines = [f"S-{sid}\t{src.detok(src_tokens[i][src_tokens[i].ne(pad)])}"]
             ref_ids = targets[i][targets[i].ne(pad)] if targets is not None else None
@@ -111,7 +114,6 @@ def generate_split(task, model, batches, cfg: BeamSearchConfig, out, *, subset: 
             if scorer is not None and ref_ids is not None:
                 scorer.add(ref_ids, hyps[i][0].tokens, ref_text, best[sid], by_words)
             sentences, tokens = sentences + 1, tokens + len(hyps[i][0].tokens)
-    seconds = time.perf_counter() - start
     print("bigseq: NOTE: hypothesis and token scores are output in base 2", file=sys.stderr)
     print(f"bigseq: Translated {sentences:,} sentences ({tokens:,} tokens) in {seconds:.1f}s "
           f"({sentences / max(seconds, 1e-9):.2f} sentences/s, {tokens / max(seconds, 1e-9):.2f} tokens/s)",

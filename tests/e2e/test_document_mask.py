@@ -3,7 +3,7 @@ stages against one rank."""
 
 import pytest
 
-from .runner import train, train_losses
+from .runner import MULTI_RANK, train, train_losses
 
 UPDATES = 4
 # several short documents per 32-token row, so the mask changes what each token sees
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def _losses(tiny_data, tmp_path, name, args, nproc=1):
     log = str(tmp_path / f"{name}.jsonl")
-    train(tiny_data, [*args, "--log-file", log], nproc=nproc, launcher="deepspeed" if nproc > 1 else "bigseq")
+    train(tiny_data, [*args, "--log-file", log], nproc=nproc, launcher=MULTI_RANK if nproc > 1 else "bigseq")
     losses = train_losses(log)
     assert sorted(losses) == list(range(1, UPDATES + 1))
     return losses

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from .runner import BIN, ROOT, TINY, TRAIN_PY, free_port, kill_tree, train, train_losses
+from .runner import BIN, MULTI_RANK, ROOT, TINY, TRAIN_PY, free_port, kill_tree, train, train_losses
 
 UPDATES = 6
 FLAGS = ["--max-update", str(UPDATES), "--no-save", "--disable-validation"]
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.launcher]
 @pytest.fixture(scope="module")
 def one_node_two_ranks(tiny_data, tmp_path_factory):
     log = str(tmp_path_factory.mktemp("one_node") / "log.jsonl")
-    train(tiny_data, FLAGS, nproc=2, launcher="deepspeed", log_file=log)
+    train(tiny_data, FLAGS, nproc=2, launcher=MULTI_RANK, log_file=log)
     losses = train_losses(log)
     assert sorted(losses) == list(range(1, UPDATES + 1))
     return losses

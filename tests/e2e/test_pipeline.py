@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from .runner import BIN, run, train, train_losses
+from .runner import BIN, MULTI_RANK, run, train, train_losses
 from .test_bad_input import assert_one_clear_line
 
 UPDATES = 6
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def _losses(tiny_data, tmp_path, name, args, nproc=1):
     log = str(tmp_path / f"{name}.jsonl")
     proc = train(tiny_data, args + ["--log-file", log], nproc=nproc,
-                 launcher="deepspeed" if nproc > 1 else "bigseq")
+                 launcher=MULTI_RANK if nproc > 1 else "bigseq")
     return train_losses(log), proc
 
 

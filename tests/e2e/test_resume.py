@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from .runner import train, train_losses
+from .runner import MULTI_RANK, train, train_losses
 
 # update_freq 2 and an epoch boundary inside the run (the tiny corpus has ~14 updates per epoch)
 ONE_RANK = ["--dropout", "0.1", "--update-freq", "2", "--batch-size", "4"]
@@ -81,6 +81,6 @@ def test_resume_switching_activation_checkpointing_off(tiny_data, tmp_path, stra
 @pytest.mark.launcher
 def test_resume_is_exact_two_ranks_zero2(tiny_data, tmp_path):
     straight, resumed = _straight_and_resumed(tiny_data, tmp_path, ["--zero-stage", "2"], nproc=2,
-                                              launcher="deepspeed")
+                                              launcher=MULTI_RANK)
     for n in range(11, 21):
         assert resumed[n] == straight[n], f"update {n}: {resumed[n]} != {straight[n]}"

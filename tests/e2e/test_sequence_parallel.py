@@ -16,7 +16,7 @@ import torch
 from bigseq.checkpoint import files
 from bigseq.checkpoint.inference import plain_state_dict
 
-from .runner import train, train_in_process
+from .runner import MULTI_RANK, train, train_in_process
 from .test_bad_input import assert_one_clear_line
 
 SGD = ["--optimizer", "sgd", "--lr", "0.5", "--clip-norm", "0", "--disable-validation"]
@@ -37,7 +37,7 @@ def _weights(save_dir: str, tag: str) -> dict[str, torch.Tensor]:
 def _run(tiny_data, root, name: str, args: list[str], nproc: int = 2, timeout: int = 600):
     """-> (per-update log records, save dir)."""
     save, log = str(root / name), str(root / f"{name}.jsonl")
-    train(tiny_data, [*SGD, *args, "--save-dir", save], nproc=nproc, launcher="deepspeed" if nproc > 1 else "bigseq",
+    train(tiny_data, [*SGD, *args, "--save-dir", save], nproc=nproc, launcher=MULTI_RANK if nproc > 1 else "bigseq",
           log_file=log, timeout=timeout)
     return _records(log), save
 
@@ -107,7 +107,7 @@ def test_sp2_through_universal_resumes_on_one_rank(tiny_data, tmp_path):
     train(tiny_data, [*adam, "--max-update", "5", "--no-save"], log_file=straight)
     save = str(tmp_path / "sp")
     train(tiny_data, [*adam, *SP2, "--zero-stage", "2", "--max-update", "3", "--save-dir", save], nproc=2,
-          launcher="deepspeed", log_file=sp_log)
+          launcher=MULTI_RANK, log_file=sp_log)
     run([os.path.join(BIN, "bigseq"), "convert", "universal", save], check=True)
     proc = train(tiny_data, [*adam, "--zero-stage", "2", "--max-update", "5", "--save-dir", save], log_file=sp_log)
     assert f"resumed from {save} at update 3" in proc.stdout
@@ -128,7 +128,7 @@ def test_sp2_with_document_mask_matches_one_rank(tiny_data, tmp_path):
     packed = ["--document-mask", "--sample-break-mode", "complete", "--max-update", "3", "--no-save"]
     one, sp = str(tmp_path / "one.jsonl"), str(tmp_path / "sp.jsonl")
     train(tiny_data, [*SGD, *packed], log_file=one)
-    train(tiny_data, [*SGD, *packed, *SP2, "--zero-stage", "2"], nproc=2, launcher="deepspeed", log_file=sp)
+    train(tiny_data, [*SGD, *packed, *SP2, "--zero-stage", "2"], nproc=2, launcher=MULTI_RANK, log_file=sp)
     _assert_matches(_records(sp), _records(one), [1, 2, 3])
 
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from .runner import BIN, run, train
+from .runner import BIN, MULTI_RANK, run, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.launcher]
 UPDATES = 6
@@ -39,7 +39,7 @@ def reference(tiny_data, tmp_path_factory):
 def test_tp2_matches_one_process(tiny_data, tmp_path, reference, stage):
     log = str(tmp_path / "log.jsonl")
     proc = train(tiny_data, ["--max-update", str(UPDATES), "--no-save", "--tensor-parallel-size", "2",
-                             "--zero-stage", str(stage)], nproc=2, launcher="deepspeed", log_file=log)
+                             "--zero-stage", str(stage)], nproc=2, launcher=MULTI_RANK, log_file=log)
     assert "tensor parallel: 2 x 1 data-parallel" in proc.stdout
     _assert_close(_records(log), reference, range(1, UPDATES + 1))
 
@@ -47,7 +47,7 @@ def test_tp2_matches_one_process(tiny_data, tmp_path, reference, stage):
 def test_tp2_by_dp2_matches_one_process(tiny_data, tmp_path, reference):
     log = str(tmp_path / "log.jsonl")
     train(tiny_data, ["--max-update", str(UPDATES), "--no-save", "--tensor-parallel-size", "2", "--zero-stage", "1"],
-          nproc=4, launcher="deepspeed", log_file=log, timeout=900)
+          nproc=4, launcher=MULTI_RANK, log_file=log, timeout=900)
     _assert_close(_records(log), reference, range(1, UPDATES + 1))
 
 
@@ -55,7 +55,7 @@ def test_tp2_checkpoint_resumes_on_one_process_through_universal(tiny_data, tmp_
     save, half = str(tmp_path / "save"), UPDATES // 2
     first, second = str(tmp_path / "first.jsonl"), str(tmp_path / "second.jsonl")
     train(tiny_data, ["--max-update", str(half), "--save-dir", save, "--tensor-parallel-size", "2",
-                      "--zero-stage", "1"], nproc=2, launcher="deepspeed", log_file=first)
+                      "--zero-stage", "1"], nproc=2, launcher=MULTI_RANK, log_file=first)
     _assert_close(_records(first), reference, range(1, half + 1))
     plain = str(tmp_path / "plain")
     shutil.copytree(save, plain)

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from .runner import TINY_TRANSLATION, cli, train, train_losses, write_bitext
+from .runner import MULTI_RANK, TINY_TRANSLATION, cli, train, train_losses, write_bitext
 
 pytestmark = pytest.mark.slow
 UPDATES = 8
@@ -53,7 +53,7 @@ def reference(bitext, tmp_path_factory):
 def test_zero_stage_on_two_ranks_matches_one_rank(bitext, tmp_path, reference, stage):
     log = str(tmp_path / "log.jsonl")
     _train(bitext, ["--max-update", str(UPDATES), "--no-save", "--dropout", "0.0", "--zero-stage", str(stage),
-                    *EVAL_BLEU], nproc=2, launcher="deepspeed", log_file=log)
+                    *EVAL_BLEU], nproc=2, launcher=MULTI_RANK, log_file=log)
     got, (want_losses, want_bleu) = train_losses(log), reference
     assert sorted(got) == sorted(want_losses)
     for n, want in want_losses.items():

@@ -11,7 +11,7 @@ import shutil
 import pytest
 import torch
 
-from .runner import BIN, run, train
+from .runner import BIN, MULTI_RANK, run, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.launcher]
 SCHEDULE = ["--lr-scheduler", "inverse_sqrt", "--warmup-updates", "4", "--zero-stage", "2"]
@@ -28,10 +28,10 @@ def two_rank_runs(tiny_data, tmp_path_factory):
     """(straight 12-update log, save dir stopped at update 6) from 2-rank ZeRO-2 runs."""
     root = tmp_path_factory.mktemp("universal")
     straight = str(root / "straight.jsonl")
-    train(tiny_data, [*SCHEDULE, "--max-update", "12", "--no-save"], nproc=2, launcher="deepspeed",
+    train(tiny_data, [*SCHEDULE, "--max-update", "12", "--no-save"], nproc=2, launcher=MULTI_RANK,
           log_file=straight)
     save = str(root / "save")
-    train(tiny_data, [*SCHEDULE, "--max-update", "6", "--save-dir", save], nproc=2, launcher="deepspeed",
+    train(tiny_data, [*SCHEDULE, "--max-update", "6", "--save-dir", save], nproc=2, launcher=MULTI_RANK,
           log_file=str(root / "first.jsonl"))
     return _records(straight), save
 
@@ -79,7 +79,8 @@ def test_convert_writes_a_complete_bigseq_checkpoint(converted):
     assert not [n for n in os.listdir(converted) if n.startswith(".convert-")]  # the staging folder is gone
 
 
-@pytest.mark.parametrize("nproc,stage,flag", [(1, 2, False), (4, 2, False), (2, 1, True), (4, 3, False)])
+# shrink, the flag on the same world size, and growth to an uneven split with another stage
+@pytest.mark.parametrize("nproc,stage,flag", [(1, 2, False), (2, 1, True), (4, 3, False)])
 def test_resume_on_other_world_size_follows_two_rank_run(tiny_data, two_rank_runs, converted, tmp_path,
                                                          nproc, stage, flag):
     straight, _ = two_rank_runs
@@ -88,7 +89,7 @@ def test_resume_on_other_world_size_follows_two_rank_run(tiny_data, two_rank_run
     log = str(tmp_path / "resumed.jsonl")
     args = [*SCHEDULE, "--zero-stage", str(stage), "--max-update", "12", "--save-dir", save]
     proc = train(tiny_data, args + (["--universal-checkpoint"] if flag else []), nproc=nproc,
-                 launcher="bigseq" if nproc == 1 else "deepspeed", log_file=log)
+                 launcher="bigseq" if nproc == 1 else MULTI_RANK, log_file=log)
     assert "resumed from" in proc.stdout and "at update 6" in proc.stdout
     resumed = _records(log)
     assert sorted(resumed) == list(range(7, 13))  # the update counter continues
@@ -139,7 +140,7 @@ def converted_zero3(tiny_data, tmp_path_factory):
     """A 2-rank ZeRO-3 save dir stopped at update 6, converted to universal."""
     save = str(tmp_path_factory.mktemp("universal_zero3") / "save")
     train(tiny_data, [*SCHEDULE, "--zero-stage", "3", "--max-update", "6", "--save-dir", save], nproc=2,
-          launcher="deepspeed")
+          launcher=MULTI_RANK)
     run([os.path.join(BIN, "bigseq"), "convert", "universal", save], check=True)
     return save
 

@@ -8,14 +8,14 @@ import re
 
 import pytest
 
-from .runner import train, train_losses
+from .runner import MULTI_RANK, train, train_losses
 
 pytestmark = [pytest.mark.slow, pytest.mark.launcher]
 
 
 def test_two_ranks_each_hold_half_the_parameters(tiny_data, tmp_path):
     log = str(tmp_path / "log.jsonl")
-    proc = train(tiny_data, ["--max-update", "3", "--no-save", "--zero-stage", "3"], nproc=2, launcher="deepspeed",
+    proc = train(tiny_data, ["--max-update", "3", "--no-save", "--zero-stage", "3"], nproc=2, launcher=MULTI_RANK,
                  log_file=log)
     found = re.search(r"ZeRO-3: built sharded, ([\d,]+) of ([\d,]+) parameter elements", proc.stdout)
     assert found, proc.stdout[-2000:]
@@ -33,7 +33,7 @@ def test_slices_that_cross_init_blocks_get_the_unsharded_values(tiny_data, tmp_p
     wide = ["--max-update", "3", "--no-save", "--decoder-ffn-embed-dim", "1100"]
     logs = {stage: str(tmp_path / f"zero{stage}.jsonl") for stage in (0, 3)}
     train(tiny_data, wide, log_file=logs[0])
-    train(tiny_data, wide + ["--zero-stage", "3"], nproc=2, launcher="deepspeed", log_file=logs[3])
+    train(tiny_data, wide + ["--zero-stage", "3"], nproc=2, launcher=MULTI_RANK, log_file=logs[3])
     unsharded, sharded = train_losses(logs[0]), train_losses(logs[3])
     assert sorted(sharded) == sorted(unsharded) == [1, 2, 3]
     for update in unsharded:  # the first loss is the initial weights' alone
