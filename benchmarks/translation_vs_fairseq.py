@@ -184,8 +184,9 @@ def main() -> None:
              f"average; {args.warmup} warmup + {args.updates} timed updates; generation: {args.test_sentences} test "
              f"sentences, beam {args.beam}, batch {args.gen_batch_size}, --max-len-a 1.2 --max-len-b 10. "
              f"fairseq venv: {installed_versions(fairseq_bin)}. tokens/s: target tokens over the timed windows on "
-             "one clock (peers/measure.py); fairseq-generate's sentences/s times only its inference steps, "
-             "bigseq's its whole batch loop (batching and printing included).")
+             "one clock (peers/measure.py); sentences/s: each tool's own 'Translated' line, which times only the "
+             "beam search calls (fairseq's gen_timer; bigseq the same: loading, detokenizing and printing are "
+             "outside it); the wall column includes start-up and everything else.")
     command = shown([".venv/bin/python", "benchmarks/translation_vs_fairseq.py", *sys.argv[1:]])
     write(str(args.out), "Translation on CPU: bigseq vs fairseq (training and beam search)", setup, command, table,
           reading(results, generated))
