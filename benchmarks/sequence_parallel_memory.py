@@ -1,7 +1,8 @@
 """Longest sequence that trains under a per-process memory cap, for --sequence-parallel-size 1, 2, 4
 with and without --mlp-chunks (CPU, gloo, one memory cgroup per rank).
 
-    python benchmarks/sequence_parallel_memory.py [--cap-gib 1.0] [--dim 256 --ffn 704 --layers 2] [--chunks 8]
+    python benchmarks/sequence_parallel_memory.py [--cap-gib 1.0] [--dim 256 --ffn 704 --layers 2]
+        [--setups 1:1,1:8,2:1,2:8,4:1,4:8]   # SP:--mlp-chunks pairs
 
 Per setup: two uncapped runs at short lengths give the peak per process as a line in T (activations
 grow linearly with the tokens; SDPA keeps no T x T scores); its crossing of the cap is the first
@@ -83,42 +84,52 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--ffn", type=int, default=704)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--chunks", type=int, default=8, help="--mlp-chunks of the tiled rows")
-    parser.add_argument("--sp", default="1,2,4")
+    parser.add_argument("--setups", default="1:1,1:8,2:1,2:8,4:1,4:8",
+                        help="SP:--mlp-chunks pairs, comma-separated (the SP=1 row of each chunk count is the 1.00x)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sequence_parallel_memory.md"))
     args = parser.parse_args()
     if reason := unavailable_reason():
         raise SystemExit(f"error: {reason}")
     cap = int(args.cap_gib * GIB)
     model = report.llama_flags(args.dim, args.ffn, args.layers)
-    rows, first = [], {}
+    results = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         train, valid = write_corpus(os.path.join(tmp, "raw"), n_train=30000)
         data = os.path.join(tmp, "data-bin")
         cli("preprocess", "--trainpref", train, "--validpref", valid, "--destdir", data, "--vocab-size", "300",
             check=True)
-        for sp in map(int, args.sp.split(",")):
-            for chunks in (1, args.chunks):
-                r = longest(data, model, sp, chunks, cap, tmp, lambda m: print(m, flush=True))
-                first.setdefault(chunks, r["fits"])
-                rows.append(f"| {sp} | {chunks} | {r['base'] / GIB:.2f} | {r['per_token'] / 1024:.1f} | "
-                            f"**{r['fits']:,}** | {r['killed']:,} | {r['fits'] / first[chunks]:.2f}x | "
-                            f"{r['rate']:,.0f} |")
-                print(rows[-1], flush=True)
-    cmd = (f"python benchmarks/sequence_parallel_memory.py --cap-gib {args.cap_gib} --dim {args.dim} --ffn {args.ffn} "
-           f"--layers {args.layers} --chunks {args.chunks} --sp {args.sp}")
+        for setup in args.setups.split(","):
+            sp, chunks = map(int, setup.split(":"))
+            results.append(longest(data, model, sp, chunks, cap, tmp, lambda m: print(m, flush=True)))
+            print(table_rows(results)[-1], flush=True)
+    write_table(args, results, time.monotonic() - started)
+
+
+def table_rows(results: list[dict]) -> list[str]:
+    rows, first = [], {}
+    for r in results:
+        first.setdefault(r["chunks"], r["fits"])
+        rows.append(f"| {r['sp']} | {r['chunks']} | {r['base'] / GIB:.2f} | {r['per_token'] / 1024:.1f} | "
+                    f"**{r['fits']:,}** | {r['killed']:,} | {r['fits'] / first[r['chunks']]:.2f}x | "
+                    f"{r['rate']:,.0f} |")
+    return rows
+
+
+def write_table(args, results: list[dict], seconds: float, note: str = "") -> None:
+    cmd = (f"python benchmarks/sequence_parallel_memory.py --cap-gib {args.cap_gib} --dim {args.dim} "
+           f"--ffn {args.ffn} --layers {args.layers} --setups {args.setups}")
     report.write(
         args.out, f"Longest sequence under a {args.cap_gib:g} GiB per-process memory cap, by --sequence-parallel-size",
         f"Llama-style model ({args.layers} x {args.dim}, ffn {args.ffn}, {args.dim // 64} heads), fp32, AdamW, "
         f"ZeRO-0, {UPDATES} updates of one sequence, --fused-linear-ce, SP ranks = world size (one data-parallel "
         f"replica). Each rank in its own memory cgroup capped at {args.cap_gib:g} GiB: the kernel OOM-kills a rank "
         f"past it. Base = a rank's peak at T = 512 x SP (runtime, model states, buffers); per token = the slope "
-        f"of the peak between 512 x SP and 2048 x SP tokens. {time.monotonic() - started:.0f} s in all.", cmd,
+        f"of the peak between 512 x SP and 2048 x SP tokens. {seconds:.0f} s in all.{note}", cmd,
         ["| SP | --mlp-chunks | base peak per rank (GiB) | peak per token (KiB) | longest T that trains | "
          "next step, OOM-killed | vs SP=1 | tokens/s (2nd update) |",
-         "|---|---|---|---|---|---|---|---|", *rows],
-        "Each of the SP ranks holds T/SP tokens of every layer, so the memory a token costs a rank falls by SP "
+         "|---|---|---|---|---|---|---|---|", *table_rows(results)],
+        "Each of the SP ranks holds T/SP tokens of every layer, so the memory a token costs a rank falls with SP "
         "and the longest sequence grows with it; the base grows a little with the rank count (gloo and "
         "DeepSpeed's shared-memory buffers). --mlp-chunks keeps none of the feed-forward block's "
         "intermediates between forward and backward. tokens/s: several ranks share 2 cores, and attention's "

@@ -24,7 +24,7 @@ MODEL = ["--arch", "llama_tiny", "--decoder-embed-dim", "1024", "--decoder-ffn-e
 # 4-rank ZeRO-3 + offload run at 1.1 GiB
 CAP_BYTES = int(1.5 * 2**30)
 RANKS = 4
-UPDATES = 3
+UPDATES = 2  # the second update holds the activations and Adam's state at once: the peak
 
 
 
