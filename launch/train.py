@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bigseq.distributed import name_accelerator, signal_latch  # noqa: E402
 
 if __name__ == "__main__":
-    with signal_latch.installed():  # a preemption warning during the imports must not kill the rank
+    with signal_latch.installed():  # a time-limit warning (SIGUSR1) during the imports must not kill the rank
         name_accelerator()  # before bigseq.cli.train imports deepspeed
         from bigseq.cli.train import cli_main
         from bigseq.distributed.launch_env import run_entry_point

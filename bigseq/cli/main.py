@@ -35,7 +35,7 @@ def main(argv=None) -> int:
         print(usage())
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
-    if name == "train":  # a preemption warning during the imports and engine set-up must not kill it
+    if name == "train":  # a time-limit warning (SIGUSR1) during the imports and set-up must not kill it
         from bigseq.distributed import signal_latch
         with signal_latch.installed():
             return _dispatch(name, rest)

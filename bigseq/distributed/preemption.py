@@ -23,7 +23,7 @@ from bigseq.distributed.launch_env import shutdown
 
 # sysexits.h EX_TEMPFAIL, "temporary failure; retry later": a checkpoint was saved, run the job again
 PREEMPTED_EXIT_CODE = 75
-SIGNALS = signal_latch.SIGNALS
+SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
 
 class StopRequest:

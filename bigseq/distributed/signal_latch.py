@@ -1,10 +1,12 @@
-"""Catch SIGUSR1/SIGTERM from the first moment of `bigseq train`, before torch is imported.
+"""Catch SIGUSR1 from the first moment of `bigseq train`, before torch is imported.
 
 Python's default action for SIGUSR1 is to die. Importing torch and DeepSpeed and building the
 engine takes seconds to minutes, and SLURM's time-limit warning (`--signal=USR1@S`, checked about
-every 30 s) or a preemption can land in that window: without this latch the rank would die with
-exit 138 and the job would fail instead of requeueing. The latch only remembers the first signal;
-StopRequest takes it over, so the run stops after its first update, saves and exits for a requeue.
+every 30 s) can land in that window: without this latch the rank would die with exit 138 and the
+job would fail instead of requeueing. The latch only remembers the signal; StopRequest takes it
+over, so the run stops after its first update, saves and exits for a requeue.
+SIGTERM keeps its default until training starts: a cancel or a launcher stopping its workers
+during start-up should end the process at once, there is nothing to save yet.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import signal
 import threading
 
-SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+SIGNALS = (signal.SIGUSR1,)
 _pending: str | None = None
 _originals: dict = {}  # the handlers before install(), for whoever hands the signals back
 

@@ -95,6 +95,7 @@ def test_sigusr1_during_start_up_stops_after_the_first_update(tiny_data, tmp_pat
         os.kill(proc.pid, signal.SIGSTOP)
         with open(f"/proc/{proc.pid}/maps") as f:  # trapped before torch's library is even loaded
             assert "libtorch" not in f.read(), "SIGUSR1 is trapped only after torch is imported"
+        assert not _catches(proc.pid, signal.SIGTERM)  # a cancel during start-up still ends it at once
         os.kill(proc.pid, signal.SIGUSR1)
         os.kill(proc.pid, signal.SIGCONT)
     losses, stopped_at = _interrupted_then_resumed(tiny_data, tmp_path, 1, stop, "SIGUSR1", after_updates=0)
