@@ -1,12 +1,17 @@
 """Which precision a CPU runs fast: native bf16 needs AVX512-BF16 or AMX (x86) or BF16 (Arm).
 
 Without them torch emulates bf16 matmuls, which can be tens of times slower than fp32
-(an AVX2-only EPYC: 55 GFLOP/s fp32 vs 0.8 GFLOP/s bf16 on a 1024^3 matmul).
+(an AVX2-only EPYC: 55 GFLOP/s fp32 vs 0.8 GFLOP/s bf16 on a 1024^3 matmul). The flags do not
+settle it: AVX512-BF16 without AMX still runs oneDNN's bf16 GEMM at half its fp32 speed (an
+Intel Xeon: 100 vs 190 GFLOP/s per core). So the choice below is measured, once per process,
+by ``bigseq.kernels.cpu_bf16.matmul_gflops``.
 """
 
 from __future__ import annotations
 
 import platform
+
+from bigseq.kernels.cpu_bf16 import bf16_route, matmul_gflops
 
 # x86 flags (the "flags" line) and Arm's (the "Features" line) that mean bf16 arithmetic in hardware
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
@@ -40,17 +45,22 @@ def native_bf16(flags: set[str]) -> list[str]:
     return [f for f in BF16_FLAGS if f in flags]
 
 
-def fastest_cpu_precision(flags: set[str] | None = None) -> str:
-    """bf16 where the CPU has it natively, else fp32."""
-    return "bf16" if native_bf16(cpu_flags() if flags is None else flags) else "fp32"
+def fastest_cpu_precision(speed: dict[str, float] | None = None) -> str:
+    """bf16 where its matmuls (the faster route) beat fp32's on this CPU, else fp32."""
+    speed = matmul_gflops() if speed is None else speed
+    return "bf16" if max(speed["bf16"], speed["bf16 via fp32"]) > speed["fp32"] else "fp32"
 
 
-def bf16_warning(flags: set[str], model: str) -> str | None:
-    """One line for --precision bf16 on a CPU that emulates it; None where bf16 is native."""
-    if native_bf16(flags):
+def bf16_warning(flags: set[str], model: str, speed: dict[str, float] | None = None) -> str | None:
+    """One line for --precision bf16 on a CPU where fp32 matmuls run faster; None where bf16 wins."""
+    speed = matmul_gflops() if speed is None else speed
+    if fastest_cpu_precision(speed) == "bf16":
         return None
-    return (f"warning: --precision bf16 on {model}, which has no native bf16 (no avx512_bf16 / amx_bf16): "
-            f"bf16 matmuls are emulated and far slower; --precision fp32 runs faster on this CPU")
+    why = "no native bf16 (no avx512_bf16 / amx_bf16)" if not native_bf16(flags) else "no amx_bf16"
+    route = (f", {speed['bf16 via fp32']:.0f} through fp32 kernels, which bigseq uses" if bf16_route() == "fp32"
+             else "")
+    return (f"warning: --precision bf16 on {model} ({why}): its bf16 matmuls measured {speed['bf16']:.0f} GFLOP/s "
+            f"vs {speed['fp32']:.0f} in fp32{route}; --precision fp32 runs faster on this CPU")
 
 
 def describe_cpu(cpuinfo: str | None = None) -> str:

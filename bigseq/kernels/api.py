@@ -19,7 +19,7 @@ import warnings
 import torch
 
 from bigseq.errors import BigseqError
-from bigseq.kernels import cpu_rows, loss_functions, reference, validation
+from bigseq.kernels import cpu_bf16, cpu_rows, loss_functions, reference, validation
 
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _warned: set[str] = set()
@@ -118,8 +118,12 @@ def attention(q, k, v, *, causal: bool = True, softmax_scale=None, cu_seqlens=No
         masked = window is not None or key_padding_mask is not None or softcap is not None
         impl = "triton" if usable and not masked and q.shape[-1] in (32, 64, 128, 256) else "torch"
     if impl == "torch":
-        return reference.attention(q, k, v, causal=causal, softmax_scale=softmax_scale, cu_seqlens=cu_seqlens,
-                                   window=window, key_padding_mask=key_padding_mask, softcap=softcap)
+        # SDPA's CPU bf16 kernel runs on bf16 GEMMs: through fp32 ones where those are faster (cpu_bf16)
+        upcast = cpu_bf16.routes_to_fp32(q)
+        out = reference.attention(*((t.float() for t in (q, k, v)) if upcast else (q, k, v)), causal=causal,
+                                  softmax_scale=softmax_scale, cu_seqlens=cu_seqlens, window=window,
+                                  key_padding_mask=key_padding_mask, softcap=softcap)
+        return out.to(q.dtype) if upcast else out
     _require(impl, triton_status(q.device), "attention")
     _check_kernel_dtype("q", q, impl)
     from bigseq.kernels.triton.attention import SUPPORTED_HEAD_DIMS, flash_attention

@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from bigseq import kernels
 from bigseq.modules.kv_cache import LayerKVCache
+from bigseq.modules.linear import Linear
 from bigseq.modules.norms import build_norm
 from bigseq.modules.rotary import RopeConfig, RopeCosSin, RotaryEmbedding, apply_rope
 
@@ -76,10 +77,10 @@ class SelfAttention(nn.Module):
         self.rotary = RotaryEmbedding(self.head_dim, rope) if rope is not None else None
         q_dim, kv_dim = num_heads * self.head_dim, (num_kv_heads or num_heads) * self.head_dim
         qkv_bias = bias if qkv_bias is None else qkv_bias
-        self.q_proj = nn.Linear(dim, q_dim, bias=qkv_bias)
-        self.k_proj = nn.Linear(dim, kv_dim, bias=qkv_bias)
-        self.v_proj = nn.Linear(dim, kv_dim, bias=qkv_bias)
-        self.out_proj = nn.Linear(q_dim, dim, bias=bias if out_bias is None else out_bias)
+        self.q_proj = Linear(dim, q_dim, bias=qkv_bias)
+        self.k_proj = Linear(dim, kv_dim, bias=qkv_bias)
+        self.v_proj = Linear(dim, kv_dim, bias=qkv_bias)
+        self.out_proj = Linear(q_dim, dim, bias=bias if out_bias is None else out_bias)
         self.qk_norm = qk_norm
         if qk_norm != "none":
             widths = (self.head_dim, self.head_dim) if qk_norm == "head" else (q_dim, kv_dim)

@@ -14,6 +14,7 @@ import torch.nn as nn
 from bigseq import kernels
 from bigseq.modules.attention import padding_mask_from_lengths
 from bigseq.modules.kv_cache import StaticKVCache
+from bigseq.modules.linear import Linear
 
 
 class CrossAttention(nn.Module):
@@ -23,10 +24,10 @@ class CrossAttention(nn.Module):
         self.head_dim = dim // num_heads
         self.attention_impl = attention_impl
         kv_dim = (num_kv_heads or num_heads) * self.head_dim
-        self.q_proj = nn.Linear(dim, num_heads * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(encoder_dim or dim, kv_dim, bias=bias)
-        self.v_proj = nn.Linear(encoder_dim or dim, kv_dim, bias=bias)
-        self.out_proj = nn.Linear(num_heads * self.head_dim, dim, bias=bias)
+        self.q_proj = Linear(dim, num_heads * self.head_dim, bias=bias)
+        self.k_proj = Linear(encoder_dim or dim, kv_dim, bias=bias)
+        self.v_proj = Linear(encoder_dim or dim, kv_dim, bias=bias)
+        self.out_proj = Linear(num_heads * self.head_dim, dim, bias=bias)
 
     def forward(self, x_BTD: torch.Tensor, encoder_out_BSE: torch.Tensor | None = None, *,
                 key_padding_mask: torch.Tensor | None = None, encoder_lengths: torch.Tensor | None = None,

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from bigseq.modules.dropout import Dropout
+from bigseq.modules.linear import Linear
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
@@ -62,8 +63,8 @@ class FeedForward(_TiledMLP):
                  activation_dropout: float = 0.0):
         super().__init__()
         self.act = ACTIVATIONS[activation_fn]
-        self.up_proj = nn.Linear(dim, ffn_dim, bias=bias)
-        self.down_proj = nn.Linear(ffn_dim, dim, bias=bias)
+        self.up_proj = Linear(dim, ffn_dim, bias=bias)
+        self.down_proj = Linear(ffn_dim, dim, bias=bias)
         self.activation_dropout = Dropout(activation_dropout)
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,9 +78,9 @@ class GatedFeedForward(_TiledMLP):
                  activation_dropout: float = 0.0):
         super().__init__()
         self.act = GATED_ACTIVATIONS[activation_fn]
-        self.gate_proj = nn.Linear(dim, ffn_dim, bias=bias)
-        self.up_proj = nn.Linear(dim, ffn_dim, bias=bias)
-        self.down_proj = nn.Linear(ffn_dim, dim, bias=bias)
+        self.gate_proj = Linear(dim, ffn_dim, bias=bias)
+        self.up_proj = Linear(dim, ffn_dim, bias=bias)
+        self.down_proj = Linear(ffn_dim, dim, bias=bias)
         self.activation_dropout = Dropout(activation_dropout)
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:

@@ -44,9 +44,9 @@ import dataclasses
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from bigseq.errors import BigseqError
+from bigseq.kernels.cpu_bf16 import linear
 from bigseq.models.base import BaseModel
 from bigseq.models.transformer.config import TransformerConfig
 from bigseq.models.transformer.init_rules import init_rules, zero_padding_rows
@@ -119,7 +119,7 @@ class TransformerModel(BaseModel):
         return self.decoder.output_weight
 
     def output_layer(self, hidden_BTD: torch.Tensor) -> torch.Tensor:
-        return F.linear(hidden_BTD, self.output_weight)
+        return linear(hidden_BTD, self.output_weight)
 
     # generation -------------------------------------------------------------
     def encode(self, src_tokens: torch.Tensor, src_lengths: torch.Tensor | None = None) -> EncoderOut:

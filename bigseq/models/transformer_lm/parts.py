@@ -13,8 +13,8 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from bigseq.kernels.cpu_bf16 import linear
 from bigseq.models.transformer_lm.config import TransformerLMConfig
 from bigseq.modules.dropout import Dropout
 from bigseq.modules.embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
@@ -113,7 +113,7 @@ def build_final_norm(cfg: TransformerLMConfig) -> nn.Module:
 
 def output_logits(hidden_BTD: torch.Tensor, weight_VD: torch.Tensor, softcap: float | None) -> torch.Tensor:
     """(B, T, D) -> (B, T, V) logits, soft-capped to tanh(z / cap) * cap when ``softcap`` is set."""
-    logits_BTV = F.linear(hidden_BTD, weight_VD)
+    logits_BTV = linear(hidden_BTD, weight_VD)
     if softcap is None:
         return logits_BTV
     return torch.tanh(logits_BTV / softcap) * softcap
