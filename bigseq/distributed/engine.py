@@ -16,7 +16,7 @@ import os
 import torch
 
 from bigseq import registry
-from bigseq.distributed import cpu_allocator, tensor_parallel
+from bigseq.distributed import cpu_allocator, shm_allreduce, tensor_parallel
 from bigseq.distributed.skipping import SkippableLRScheduler, make_step_skippable
 from bigseq.errors import BigseqError
 from bigseq.models.family import ModelDims, get_family
@@ -163,6 +163,7 @@ def initialize(cfg, model: torch.nn.Module, dp_size: int, *, load_universal: boo
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise BigseqError(f"DeepSpeed rejected the configuration: {reason} "
                           f"(check --deepspeed-config, --zero-stage, --precision, batch sizes)") from None
+    shm_allreduce.route_all_reduce()
     if engine.dp_world_size == 1 and not engine.zero_optimization() and mpu is None:
         # one data-parallel rank: the all-reduce is the identity, yet DeepSpeed would still flatten
         # every gradient into one buffer, reduce it and copy it back after each backward

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from bigseq.checkpoint import universal
-from bigseq.distributed import cpu_allocator, sequence_parallel, tensor_parallel, zero3
+from bigseq.distributed import cpu_allocator, sequence_parallel, shm_allreduce, tensor_parallel, zero3
 from bigseq.distributed import engine as ds_engine
 from bigseq.distributed.sequence_parallel import SequenceParallel
 from bigseq.errors import BigseqError
@@ -82,6 +82,9 @@ class Trainer:
         lines = []
         if self.tp_size > 1:
             lines.append(f"tensor parallel: {self.tp_size} x {self.dp_size} data-parallel (DeepSpeed AutoTP)")
+        if shm_allreduce.is_routed():
+            lines.append("gradient all-reduce: DeepSpeed's shared-memory kernel, every rank on this machine "
+                         "(BIGSEQ_SHM_ALLREDUCE=0: gloo)")
         if any(map(zero3.is_partitioned, self.model.parameters())):
             lines.append(f"ZeRO-3: built sharded, {zero3.resident_numel(self.model):,} of {self.num_params:,} "
                          f"parameter elements on this rank")
