@@ -140,8 +140,11 @@ class BeamSearchGenerator:
 
     def _lprobs(self, logits_RV: torch.Tensor, step: int, max_len: int, beams: "_Beams") -> torch.Tensor:
         """The step's log-probabilities under fairseq's rules (see the module docstring)."""
-        lprobs = torch.log_softmax(logits_RV.float() / self.cfg.temperature, dim=-1)
-        lprobs.masked_fill_(lprobs.isnan(), NEG_INF)
+        logits_RV = logits_RV.float()
+        if self.cfg.temperature != 1.0:  # each full pass over the R x V scores costs as much as a layer's linear
+            logits_RV = logits_RV / self.cfg.temperature
+        lprobs = torch.log_softmax(logits_RV, dim=-1)
+        lprobs.nan_to_num_(nan=NEG_INF, posinf=float("inf"), neginf=NEG_INF)  # NaN -> -inf in one pass
         lprobs[:, self.pad] = NEG_INF
         if self.unk is not None:
             lprobs[:, self.unk] -= self.cfg.unkpen
