@@ -22,6 +22,7 @@ import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -59,6 +60,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--log-interval", type=int, default=5)
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--gen-batch-size", type=int, default=32)
+    p.add_argument("--gen-repeats", type=int, default=3,
+                   help="generation runs per tool, alternating, the median kept (this machine's speed drifts)")
     p.add_argument("--quiet-wait", type=float, default=20, help="wait up to this long for other processes to idle")
     p.add_argument("--timeout", type=float, default=1200, help="seconds before a run is killed")
     p.add_argument("--work-dir", type=Path, default=BENCH_DIR / ".peer-work" / "translation")
@@ -162,11 +165,22 @@ def main() -> None:
     shutil.rmtree(folder, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "bigseq.cli.main", "convert", "from-fairseq", str(checkpoint), str(folder),
                     "--data", str(data)], check=True, cwd=REPO_ROOT)
+    gen_runs = generation_runs(args, fairseq_bin, data, checkpoint, folder)
+    rates: dict[str, list[float]] = {name: [] for name, _ in gen_runs}
+    notes: dict[str, str] = {}
+    for _ in range(args.gen_repeats):  # alternating, so a drift in the machine's speed hits both tools alike
+        for name, command in gen_runs:
+            wait_until_quiet(args.quiet_wait)
+            rate, notes[name] = run_generation(name, command, args.work_dir / f"{name.replace(' ', '_')}.log",
+                                               args.timeout)
+            if rate:
+                rates[name].append(rate)
     generated = []
-    for name, command in generation_runs(args, fairseq_bin, data, checkpoint, folder):
-        wait_until_quiet(args.quiet_wait)
-        generated.append((name, *run_generation(name, command, args.work_dir / f"{name.replace(' ', '_')}.log",
-                                                args.timeout), command))
+    for name, command in gen_runs:
+        runs = rates[name]
+        note = (f"median of {len(runs)} runs: {', '.join(f'{r:.2f}' for r in runs)}; last: {notes[name]}" if runs
+                else notes[name])
+        generated.append((name, statistics.median(runs) if runs else None, note, command))
 
     table = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     table += ["| " + " | ".join(row) + " |" for row in table_rows(results, BASELINE)]
@@ -184,7 +198,8 @@ def main() -> None:
              f"average; {args.warmup} warmup + {args.updates} timed updates; generation: {args.test_sentences} test "
              f"sentences, beam {args.beam}, batch {args.gen_batch_size}, --max-len-a 1.2 --max-len-b 10. "
              f"fairseq venv: {installed_versions(fairseq_bin)}. tokens/s: target tokens over the timed windows on "
-             "one clock (peers/measure.py); sentences/s: each tool's own 'Translated' line, which times only the "
+             "one clock (peers/measure.py); sentences/s: each tool's own 'Translated' line (median of the "
+             f"{args.gen_repeats} alternating runs), which times only the "
              "beam search calls (fairseq's gen_timer; bigseq the same: loading, detokenizing and printing are "
              "outside it); the wall column includes start-up and everything else.")
     command = shown([".venv/bin/python", "benchmarks/translation_vs_fairseq.py", *sys.argv[1:]])
