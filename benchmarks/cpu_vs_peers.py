@@ -163,6 +163,16 @@ def run_rounds(args, runs: list[tuple[str, list[str], dict]]) -> list[RunResult]
     return results
 
 
+def bf16_route_note() -> str:
+    import torch
+
+    from bigseq.kernels.cpu_bf16 import bf16_route, matmul_gflops
+
+    speed = matmul_gflops()
+    return (f"bf16 {speed['bf16']:.0f}, fp32 {speed['fp32']:.0f}, bf16 through fp32 {speed['bf16 via fp32']:.0f} "
+            f"GFLOP/s on {torch.get_num_threads()} threads: route {bf16_route()}")
+
+
 def setup_notes(args, data: dict) -> list[str]:
     """What was run, for the results file."""
     return [
@@ -179,10 +189,13 @@ def setup_notes(args, data: dict) -> list[str]:
         "HF Trainer: GPT2LMHeadModel from a GPT2Config (SDPA attention), its default optimizer (torch's fused "
         "AdamW) with weight decay 0 (= Adam), constant LR, "
         "max_grad_norm 0, `use_cpu=True`, `bf16=True` for the bf16 row (CPU autocast)",
-        "bigseq: `bigseq train --arch gpt2_tiny` with the same model flags, `--precision fp32|bf16`",
+        "bigseq: `bigseq train --arch gpt2_tiny` with the same model flags, `--precision fp32|bf16`; its bf16 "
+        "matmuls on a CPU whose fp32 kernels are faster run on fp32 copies of the bf16 operands (measured per "
+        f"process; here {bf16_route_note()})",
         "2 ranks: both under `deepspeed --num_gpus 2` (gloo), DeepSpeed ZeRO-2, the same global batch of 8 (4 per "
         "rank), OMP_NUM_THREADS = half the cores per rank; HF Trainer gets `deepspeed=` a ZeRO-2 config whose "
-        "'auto' values it fills (its own AdamW, `zero_allow_untested_optimizer`); bigseq `--zero-stage 2`",
+        "'auto' values it fills (its own AdamW, `zero_allow_untested_optimizer`); bigseq `--zero-stage 2`, whose "
+        "gradient all-reduces go through DeepSpeed's shared-memory kernel instead of gloo (all ranks local)",
         f"timing: {args.warmup} warmup updates, then {args.updates} timed; fairseq-train/bigseq log every "
         f"{args.log_interval} updates, the HF runner prints every update; torch's default threads (one per core)",
     ]
