@@ -53,6 +53,13 @@ def check_compatible(meta: dict, trainer, where: str, *, weights_only: bool = Fa
                           f"resume with {saved_tp}, or (saved with --zero-stage 1-3) run `bigseq convert universal "
                           f"{where}` and resume")
     check_zero_stage(meta, trainer.engine.zero_optimization_stage(), where)
+    saved_precision = meta["cfg"].get("distributed", {}).get("precision")
+    if saved_precision and saved_precision != cfg.distributed.precision and not meta.get("universal"):
+        # DeepSpeed keeps fp32 master weights and a loss scale beside bf16/fp16 weights: another optimizer
+        # state, which its loaders do not translate (a KeyError deep inside them)
+        raise BigseqError(f"checkpoint {where} was saved with --precision {saved_precision}, this run uses "
+                          f"--precision {cfg.distributed.precision}; resume with --precision {saved_precision}, "
+                          f"or start another --save-dir with --finetune-from-model {where} (weights only)")
     if meta["world_size"] != trainer.env.world_size and meta["zero_stage"] > 0 and not meta.get("universal"):
         raise BigseqError(f"checkpoint {where} was saved by {meta['world_size']} ranks with ZeRO stage "
                           f"{meta['zero_stage']}, this run has {trainer.env.world_size}; resume with "

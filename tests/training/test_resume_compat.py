@@ -125,3 +125,16 @@ def test_a_nested_difference_is_one_line_naming_the_flag(monkeypatch):
     with pytest.raises(BigseqError, match="encoder_layers: saved 2 vs now 4") as err:
         compat.check_compatible(meta, trainer, "save/checkpoint_4", weights_only=True)
     assert "\n" not in str(err.value)
+
+
+def test_a_precision_change_is_refused_in_one_line_unless_weights_only_or_universal():
+    with pytest.raises(BigseqError) as err:
+        _check(["--precision", "fp32"], ["--precision", "bf16"])
+    message = str(err.value)
+    assert "\n" not in message and "saved with --precision fp32, this run uses --precision bf16" in message
+    assert "--finetune-from-model save/checkpoint_4" in message
+    _check(["--precision", "fp32"], ["--precision", "bf16"], weights_only=True)
+    meta = {**_meta("--precision", "fp32"), "universal": True, "zero_stage": 2}  # fp32 states, any precision
+    trainer = _trainer("--precision", "bf16")
+    trainer.engine = SimpleNamespace(zero_optimization_stage=lambda: 2)
+    compat.check_compatible(meta, trainer, "save/checkpoint_4")
