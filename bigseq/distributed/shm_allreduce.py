@@ -20,6 +20,8 @@ import os
 
 import torch
 
+from bigseq.errors import BigseqError
+
 
 def set_local_size(env=os.environ) -> None:
     """LOCAL_SIZE from torchrun's LOCAL_WORLD_SIZE, which DeepSpeed's shared-memory op reads."""
@@ -28,9 +30,11 @@ def set_local_size(env=os.environ) -> None:
 
 
 def enabled(env=os.environ) -> bool:
-    world = env.get("WORLD_SIZE", "1")
-    return (env.get("BIGSEQ_SHM_ALLREDUCE", "1") != "0" and world != "1" and env.get("LOCAL_SIZE") == world
-            and not torch.cuda.is_available())
+    switch, world = env.get("BIGSEQ_SHM_ALLREDUCE", "1"), env.get("WORLD_SIZE", "1")
+    if switch not in ("0", "1"):
+        raise BigseqError(f"BIGSEQ_SHM_ALLREDUCE={switch!r}: use 1 (shared memory where every rank is on this "
+                          f"machine, the default) or 0 (gloo)")
+    return switch == "1" and world != "1" and env.get("LOCAL_SIZE") == world and not torch.cuda.is_available()
 
 
 def is_routed() -> bool:

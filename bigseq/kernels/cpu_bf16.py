@@ -21,6 +21,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from bigseq.errors import BigseqError
+
 
 @functools.lru_cache(maxsize=None)
 def matmul_gflops() -> dict[str, float]:
@@ -55,6 +57,8 @@ def bf16_route() -> str:
     forced = os.environ.get("BIGSEQ_CPU_BF16_MATMUL", "auto")
     if forced in ("native", "fp32"):
         return forced
+    if forced != "auto":
+        raise BigseqError(f"BIGSEQ_CPU_BF16_MATMUL={forced!r}: use native, fp32 or auto (measure, the default)")
     return _measured_route()
 
 

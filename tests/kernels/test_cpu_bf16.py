@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bigseq import kernels
+from bigseq.errors import BigseqError
 from bigseq.kernels import cpu_bf16
 from bigseq.modules.linear import Linear
 
@@ -88,3 +89,9 @@ def test_bigseq_linear_keeps_nn_linear_parameters_and_state_dict(monkeypatch):
     assert torch.equal(ours(x), theirs(x))  # fp32: F.linear itself
     ours, x = ours.bfloat16(), x.bfloat16()
     assert _bf16_ulps(ours(x), F.linear(x, ours.weight, ours.bias)) <= 2
+
+
+def test_a_bad_route_value_is_one_line_naming_the_choices(monkeypatch):
+    monkeypatch.setenv("BIGSEQ_CPU_BF16_MATMUL", "fp-32")
+    with pytest.raises(BigseqError, match="BIGSEQ_CPU_BF16_MATMUL='fp-32': use native, fp32 or auto"):
+        cpu_bf16.linear(torch.zeros(2, 4, dtype=torch.bfloat16), torch.zeros(3, 4, dtype=torch.bfloat16))
