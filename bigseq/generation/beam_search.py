@@ -13,12 +13,14 @@ max_len is reached; done sentences leave the batch. Legend: B sentences,
 K beams, R = B*K rows, V words.
 
 The model contract (the ``transformer`` family): ``encode(src_tokens, src_lengths)
--> EncoderOut`` with ``.select(rows)``; ``decode(prev_tokens, encoder_out,
-kv_cache=, start_pos=) -> logits`` (encoder_out None after the first step: the
-cache holds the encoder keys); ``make_kv_cache(batch_size, max_len, dtype,
-device)``; ``reorder_kv_cache(cache, rows, cross_attn=)`` (in place, or returns
-the new cache; cross_attn=False: rows only move among one sentence's beams, the
-encoder keys may stay); ``max_positions -> (source, target)``.
+-> EncoderOut``; ``decode(prev_tokens, encoder_out, kv_cache=, start_pos=) ->
+logits`` with B*K token rows over the B sentences' encoder output (rows
+s*K .. s*K + K-1 are sentence s's beams; encoder_out None after the first step:
+the cache holds the encoder keys, once per sentence); ``make_kv_cache(batch_size,
+max_len, dtype, device)``; ``reorder_kv_cache(cache, rows, cross_attn=)`` (in
+place, or returns the new cache; cross_attn=False: rows only move among one
+sentence's beams, the encoder keys may stay; else whole sentences are kept or
+dropped); ``max_positions -> (source, target)``.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ class BeamSearchGenerator:
         B, src_width = src_tokens.shape
         src_len_B = (src_tokens.ne(self.eos) & src_tokens.ne(self.pad)).sum(1)  # fairseq's, eos not counted
         max_len = self.max_len(src_width, src_len_B)
-        enc = model.encode(src_tokens, src_lengths).select(torch.arange(B, device=dev).repeat_interleave(K))
+        enc = model.encode(src_tokens, src_lengths)  # once per sentence: its K beams (adjacent rows) share it
         cache = model.make_kv_cache(B * K, max_len + 1, dtype=None, device=dev)
         tokens = torch.full((B * K, max_len + 2), self.pad, dtype=torch.long, device=dev)
         tokens[:, 0] = self.eos

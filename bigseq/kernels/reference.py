@@ -28,9 +28,9 @@ def attention(q, k, v, *, causal: bool, softmax_scale, cu_seqlens=None, window=N
     hq, hkv = q.shape[2], k.shape[2]
     q_, k_, v_ = (t.transpose(1, 2) for t in (q, k, v))
     sq, sk = q.shape[1], k.shape[1]
-    if sq == 1 and not causal and window is None and softcap is None and _bmm_ready(q_, k_, v_):
+    if sq <= FEW_QUERIES and not causal and window is None and softcap is None and _bmm_ready(q_, k_, v_):
         scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
-        return _single_query_bmm(q[:, 0], k_, v_, key_padding_mask, scale).unsqueeze(1)
+        return _few_queries_bmm(q, k_, v_, key_padding_mask, scale)
     if softcap is not None:
         mask = allowed_keys(sq, sk, causal=causal, window=window, key_padding_mask=key_padding_mask, device=q.device)
         out = softcapped_attention(q_, k_, v_, mask, softmax_scale=softmax_scale, softcap=softcap)
@@ -159,6 +159,11 @@ def linear_cross_entropy(hidden, weight, target, *, bias=None, **ce_kwargs):
     return cross_entropy(F.linear(hidden, weight, bias), target, **ce_kwargs)
 
 
+FEW_QUERIES = 16
+"""Up to this many queries per row (one per beam of a sentence over its shared encoder keys) attend by
+batched matrix products on CPU (reference._few_queries_bmm)."""
+
+
 def _bmm_ready(q_BHQD, k_BHSD, v_BHSD) -> bool:
     """fp32 CPU keys/values whose (B, H) dimensions merge without a copy (stored head-major, as a
     cross-attention cache is), as many query heads as key heads."""
@@ -169,17 +174,17 @@ def _bmm_ready(q_BHQD, k_BHSD, v_BHSD) -> bool:
             and mergeable(k_BHSD) and mergeable(v_BHSD))
 
 
-def _single_query_bmm(q_BHD, k_BHSD, v_BHSD, key_padding_mask_BS, scale: float) -> torch.Tensor:
-    """One query per (row, head) as two batched matrix products (B H, 1, D) x (B H, D, S): at a few dozen
-    keys on CPU, 1.5x faster than SDPA's kernel, whose blocking is built for many queries (fairseq's
-    decoder attends this way). A row whose every key is padding gets NaN, as from SDPA."""
+def _few_queries_bmm(q_BQHD, k_BHSD, v_BHSD, key_padding_mask_BS, scale: float) -> torch.Tensor:
+    """A few queries per (row, head) as two batched matrix products (B H, Q, D) x (B H, D, S): at a few
+    dozen keys on CPU, 1.5x faster than SDPA's kernel, whose blocking is built for many queries
+    (fairseq's decoder attends this way). A row whose every key is padding gets NaN, as from SDPA."""
     B, H, S, D = k_BHSD.shape
-    q = q_BHD.reshape(B * H, 1, D)
+    Q = q_BQHD.shape[1]
+    q = q_BQHD.transpose(1, 2).reshape(B * H, Q, D)  # copies only for Q > 1 (the queries are few)
     k, v = k_BHSD.flatten(0, 1), v_BHSD.flatten(0, 1)  # views, by _bmm_ready
     if key_padding_mask_BS is None:
         scores = torch.bmm(q, k.transpose(1, 2)).mul_(scale)
     else:
-        bias = torch.zeros(B, 1, S, dtype=q.dtype).masked_fill_(key_padding_mask_BS[:, None, :], float("-inf"))
-        scores = torch.baddbmm(bias.expand(B, H, S).reshape(B * H, 1, S), q, k.transpose(1, 2), alpha=scale)
-    return torch.bmm(scores.softmax(-1), v).view(B, H, D)
-
+        bias = torch.zeros(B, 1, 1, S, dtype=q.dtype).masked_fill_(key_padding_mask_BS[:, None, None, :], float("-inf"))
+        scores = torch.baddbmm(bias.expand(B, H, Q, S).reshape(B * H, Q, S), q, k.transpose(1, 2), alpha=scale)
+    return torch.bmm(scores.softmax(-1), v).view(B, H, Q, D).transpose(1, 2)

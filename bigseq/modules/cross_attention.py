@@ -32,10 +32,14 @@ class CrossAttention(nn.Module):
     def forward(self, x_BTD: torch.Tensor, encoder_out_BSE: torch.Tensor | None = None, *,
                 key_padding_mask: torch.Tensor | None = None, encoder_lengths: torch.Tensor | None = None,
                 cache: StaticKVCache | None = None) -> torch.Tensor:
-        """x (B, T, D) over encoder_out (B, S, E) -> (B, T, D).
+        """x (B, T, D) over encoder_out (Bs, S, E) -> (B, T, D).
 
-        Padding: key_padding_mask (B, S), True at padding, or encoder_lengths (B,) of right-padded
-        rows. With a filled cache, encoder_out and the padding may be left out (the cache has them).
+        Bs may divide B: then the G = B / Bs consecutive rows g*G .. g*G + G-1 all read source row g
+        (the beams of one sentence), whose keys are projected, stored and read once instead of G
+        times: the queries of a group attend as one row of G*T queries (no mask between queries, so
+        this is the same attention). Padding: key_padding_mask (Bs, S), True at padding, or
+        encoder_lengths (Bs,) of right-padded rows. With a filled cache, encoder_out and the padding
+        may be left out (the cache has them).
         """
         B, T, _ = x_BTD.shape
         q = self.q_proj(x_BTD).view(B, T, -1, self.head_dim)
@@ -45,6 +49,12 @@ class CrossAttention(nn.Module):
             k, v, key_padding_mask = self._encoder_keys_values(encoder_out_BSE, key_padding_mask, encoder_lengths)
             if cache is not None:
                 cache.store(k, v, key_padding_mask)
+        sources = k.shape[0]
+        if B != sources:
+            if B % sources:
+                raise ValueError(f"cross-attention: {B} query rows over {sources} encoder rows; the encoder rows "
+                                 f"must divide the query rows (each source's rows consecutive)")
+            q = q.reshape(sources, B // sources * T, *q.shape[2:])  # a view: rows of one source are adjacent
         options = {} if key_padding_mask is None else {"key_padding_mask": key_padding_mask}
         out_BTHD = kernels.attention(q, k, v, causal=False, impl=self.attention_impl, **options)
         return self.out_proj(out_BTHD.reshape(B, T, -1))

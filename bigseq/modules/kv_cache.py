@@ -43,6 +43,17 @@ class StaticKVCache:
         self.key_padding_mask_BS = None if mask is None else mask.index_select(0, index)
 
 
+def _source_rows(index: torch.Tensor, group: int) -> torch.Tensor:
+    """The encoder rows to keep when each holds the keys of ``group`` consecutive query rows: groups
+    move whole (beams stay within their sentence), so each new group's first row names its source."""
+    if group == 1:
+        return index
+    if len(index) % group:
+        raise ValueError(f"reorder of {len(index)} rows over encoder keys shared by groups of {group}: "
+                         f"keep or drop whole groups")
+    return torch.div(index.view(-1, group)[:, 0], group, rounding_mode="floor")
+
+
 class LayerKVCache:
     def __init__(self, keys_BSHD: torch.Tensor, values_BSHD: torch.Tensor):
         self.keys_BSHD = keys_BSHD
@@ -59,8 +70,10 @@ class LayerKVCache:
         one copy, gathered straight into the spare buffers (twice as fast as gathering into a
         temporary and copying it back; positions past ``length`` are never read before written).
         cross_attn=False leaves the encoder keys alone, right when each row's replacement comes from
-        the same source sentence (beams of one sentence share its encoder output)."""
-        if len(index) == self.keys_BSHD.shape[0]:
+        the same source sentence (beams of one sentence share its encoder output). Encoder keys stored
+        once per group of rows (CrossAttention with fewer encoder rows) keep the groups' sources."""
+        rows = self.keys_BSHD.shape[0]
+        if len(index) == rows:
             n = self.length
             if self._spare is None:
                 self._spare = (torch.empty_like(self.keys_BSHD), torch.empty_like(self.values_BSHD))
@@ -74,7 +87,7 @@ class LayerKVCache:
             self.values_BSHD = self.values_BSHD.index_select(0, index)
             self._spare = None  # the row count changed: a new pair on the next reorder
         if cross_attn and self.cross_attn.filled:
-            self.cross_attn.reorder(index)
+            self.cross_attn.reorder(_source_rows(index, rows // self.cross_attn.keys_BSHD.shape[0]))
 
     def update(self, start_pos: int, k_BTHD: torch.Tensor, v_BTHD: torch.Tensor):
         """Store k, v at start_pos; return all keys/values up to start_pos + T."""
@@ -94,8 +107,10 @@ class KVCache:
     def __init__(self, num_layers: int, batch_size: int, max_len: int, num_kv_heads: int, head_dim: int,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
         shape = (batch_size, max_len, num_kv_heads, head_dim)
-        self.layers = [LayerKVCache(torch.zeros(shape, dtype=dtype, device=device),
-                                    torch.zeros(shape, dtype=dtype, device=device)) for _ in range(num_layers)]
+        # uninitialized: a layer reads only the positions it has written (update returns them), and
+        # zero-filling every layer's cache cost a beam search on CPU 2% of its time
+        self.layers = [LayerKVCache(torch.empty(shape, dtype=dtype, device=device),
+                                    torch.empty(shape, dtype=dtype, device=device)) for _ in range(num_layers)]
         self.max_len = max_len
 
     def reorder(self, index: torch.Tensor, *, cross_attn: bool = True) -> "KVCache":

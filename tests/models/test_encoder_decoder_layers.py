@@ -114,3 +114,28 @@ def test_incremental_decoding_with_cross_attention_equals_the_full_forward(rope)
         steps = [run(x[:, :3], cache=cache)]
         steps += [run(x[:, t:t + 1], t, cache, source=None) for t in range(3, 7)]  # the cache keeps the source
     torch.testing.assert_close(torch.cat(steps, 1), full)
+
+
+def test_beams_share_their_sentence_encoder_keys_in_cross_attention_and_its_cache():
+    """Rows 2s, 2s+1 over encoder row s give what each row gives over its own copy of the encoder output,
+    also step by step from a cache holding the keys once per sentence, and after a sentence is dropped."""
+    attn = CrossAttention(16, 2).eval()
+    x, enc = torch.randn(6, 3, 16), torch.randn(3, 5, 16)
+    mask = padding_mask_from_lengths(torch.tensor([5, 2, 4]), 5)
+    rows = torch.arange(3).repeat_interleave(2)
+    cache = KVCache(1, 6, 3, 2, 8)
+    with torch.no_grad():
+        repeated = attn(x, enc[rows], key_padding_mask=mask[rows])
+        torch.testing.assert_close(attn(x, enc, key_padding_mask=mask), repeated)
+        steps = [attn(x[:, :1], enc, key_padding_mask=mask, cache=cache.layer(0).cross_attn)]
+        assert cache.layer(0).cross_attn.keys_BSHD.shape[0] == 3  # once per sentence, not per beam
+        steps.append(attn(x[:, 1:2], cache=cache.layer(0).cross_attn))
+        torch.testing.assert_close(torch.cat(steps, 1), repeated[:, :2])
+        # sentence 1 leaves; the beams of sentence 2 swap places
+        kept = torch.tensor([1, 0, 5, 4])
+        cache.reorder(kept)
+        torch.testing.assert_close(attn(x[kept, 2:], cache=cache.layer(0).cross_attn), repeated[kept, 2:])
+        with pytest.raises(ValueError, match="must divide the query rows"):
+            attn(x[:5], enc, key_padding_mask=mask)
+        with pytest.raises(ValueError, match="keep or drop whole groups"):
+            cache.reorder(torch.tensor([1, 0, 3]))
