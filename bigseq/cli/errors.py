@@ -5,14 +5,12 @@ from __future__ import annotations
 import sys
 
 from bigseq.distributed import name_accelerator
-from bigseq.distributed.denormals import flush_denormals
 from bigseq.errors import BigseqError
 
 
 def run_main(main, argv=None, prog: str = "bigseq") -> int:
     name_accelerator()
     try:
-        flush_denormals()  # before torch starts its threads, which copy the setting
         main(argv)
     except BigseqError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
