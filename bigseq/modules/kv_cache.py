@@ -62,30 +62,25 @@ class LayerKVCache:
         """Positions written so far (the end of the last update)."""
         self.cross_attn = StaticKVCache()  # the encoder keys/values of a cross-attention layer
         self._spare: tuple[torch.Tensor, torch.Tensor] | None = None
-        """Buffers of the same shape that a reorder writes into (then the two pairs swap roles)."""
+        """Buffers with at least as many rows that a reorder writes into (then the two pairs swap roles)."""
 
     def reorder(self, index: torch.Tensor, *, cross_attn: bool = True) -> None:
         """Keep rows ``index`` (beams reordered, finished sentences dropped). Only the written
-        positions move while the row count holds: a beam step costs O(length), not O(max_len), and
-        one copy, gathered straight into the spare buffers (twice as fast as gathering into a
-        temporary and copying it back; positions past ``length`` are never read before written).
+        positions move: a beam step costs O(length), not O(max_len), and one copy, gathered straight
+        into the first rows of the spare buffers (twice as fast as gathering into a temporary and
+        copying it back; positions past ``length`` are never read before written).
         cross_attn=False leaves the encoder keys alone, right when each row's replacement comes from
         the same source sentence (beams of one sentence share its encoder output). Encoder keys stored
         once per group of rows (CrossAttention with fewer encoder rows) keep the groups' sources."""
-        rows = self.keys_BSHD.shape[0]
-        if len(index) == rows:
-            n = self.length
-            if self._spare is None:
-                self._spare = (torch.empty_like(self.keys_BSHD), torch.empty_like(self.values_BSHD))
-            spare_k, spare_v = self._spare
-            torch.index_select(self.keys_BSHD[:, :n], 0, index, out=spare_k[:, :n])
-            torch.index_select(self.values_BSHD[:, :n], 0, index, out=spare_v[:, :n])
-            self._spare = (self.keys_BSHD, self.values_BSHD)
-            self.keys_BSHD, self.values_BSHD = spare_k, spare_v
-        else:
-            self.keys_BSHD = self.keys_BSHD.index_select(0, index)
-            self.values_BSHD = self.values_BSHD.index_select(0, index)
-            self._spare = None  # the row count changed: a new pair on the next reorder
+        rows, m, n = self.keys_BSHD.shape[0], len(index), self.length
+        if self._spare is None or self._spare[0].shape[0] < m:
+            self._spare = tuple(t.new_empty((m, *t.shape[1:])) for t in (self.keys_BSHD, self.values_BSHD))
+        # the first m rows of the spare pair: dropping sentences needs no new buffers either
+        spare_k, spare_v = (t[:m] for t in self._spare)
+        torch.index_select(self.keys_BSHD[:, :n], 0, index, out=spare_k[:, :n])
+        torch.index_select(self.values_BSHD[:, :n], 0, index, out=spare_v[:, :n])
+        self._spare = (self.keys_BSHD, self.values_BSHD)
+        self.keys_BSHD, self.values_BSHD = spare_k, spare_v
         if cross_attn and self.cross_attn.filled:
             self.cross_attn.reorder(_source_rows(index, rows // self.cross_attn.keys_BSHD.shape[0]))
 
