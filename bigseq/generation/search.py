@@ -19,8 +19,39 @@ def beam_candidates(step: int, lprobs_BKV: torch.Tensor, prev_scores_BK: torch.T
     else:
         lprobs_BKV = lprobs_BKV + prev_scores_BK.unsqueeze(-1)
     flat = lprobs_BKV.reshape(B, -1)
-    scores, indices = flat.topk(min(2 * K, flat.shape[1] - 1))  # fairseq's -1: pad, always -inf, is never picked
+    scores, indices = largest(flat, min(2 * K, flat.shape[1] - 1))  # fairseq's -1: pad, always -inf, never picked
     return scores, indices.fmod(V), torch.div(indices, V, rounding_mode="trunc")
+
+
+CHUNK = 128
+
+
+def largest(x_BN: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x_BN.topk(k)`` in a third of its time on CPU at beam search's sizes (k = 10 of 5 x 4000).
+
+    topk copies every (value, index) pair of a row into a work queue; most of a row cannot be in its
+    top k. Split the row into chunks of CHUNK: the k largest values lie in the k chunks with the
+    largest maxima (each of those maxima is a distinct value >= the k-th largest chunk maximum, so
+    the k-th largest value is too, and any value of another chunk is below it). Gather those chunks
+    (and the tail that does not fill a chunk), then topk that. The same values and indices as topk;
+    equal values may come in another order, as topk's own order among them is unspecified. Where
+    fewer than k values are finite, which -inf ones fill up is not, so that falls back to topk.
+    """
+    B, N = x_BN.shape
+    whole = N // CHUNK
+    if whole < 4 * k or x_BN.device.type != "cpu":
+        return x_BN.topk(k)
+    maxima_BC = x_BN[:, :whole * CHUNK].view(B, whole, CHUNK).amax(-1)
+    chunks_Bk = maxima_BC.topk(k).indices.sort(-1).values  # ascending: candidates keep the row's order
+    offsets = torch.arange(CHUNK, device=x_BN.device)
+    idx = (chunks_Bk.unsqueeze(-1) * CHUNK + offsets).view(B, -1)
+    if whole * CHUNK < N:
+        tail = torch.arange(whole * CHUNK, N, device=x_BN.device).expand(B, -1)
+        idx = torch.cat([idx, tail], 1)
+    scores, pos = x_BN.gather(1, idx).topk(k)
+    if bool(torch.isneginf(scores[:, -1]).any()):
+        return x_BN.topk(k)
+    return scores, idx.gather(1, pos)
 
 
 def top_p_sorted(probs_BKV: torch.Tensor, p: float):

@@ -200,3 +200,19 @@ def test_bad_flags_are_one_line_errors():
         BeamSearchConfig(nbest=6)
     with pytest.raises(BigseqError, match="--prefix-size needs reference"):
         search(tiny_transformer(), prefix_size=1)
+
+
+def test_largest_by_chunks_equals_topk():
+    from bigseq.generation.search import CHUNK, largest
+    gen = torch.Generator().manual_seed(0)
+    for width in (5 * 2784, 5 * 4000, 64 * CHUNK, 40 * CHUNK + 3, 30):
+        x = torch.log_softmax(torch.randn(7, width, generator=gen) * 3, -1)
+        x[:, 1] = float("-inf")  # pad
+        if width > 6 * CHUNK:  # one chunk holding several of a row's best
+            x[2, 5 * CHUNK + 7], x[2, 5 * CHUNK + 9] = 5.0, 4.0
+        for row, scores, idx in zip(x, *largest(x, 10)):
+            want = row.topk(10)
+            assert torch.equal(scores, want.values) and torch.equal(idx, want.indices)
+    few = torch.full((2, 50 * CHUNK), float("-inf"))
+    few[0, 3], few[1, 4000] = -1.0, -2.0  # fewer finite values than k: topk's own choice
+    assert torch.equal(largest(few, 10)[1], few.topk(10).indices)
