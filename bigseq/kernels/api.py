@@ -144,8 +144,10 @@ def _cuda_decode_via_attention(q, k, v, cu_seqlens, softmax_scale):
     return decode_attention(q[:, 0], k, v, seqlens, softmax_scale=softmax_scale, impl="cuda").unsqueeze(1)
 
 
-def decode_attention(q, k_cache, v_cache, cache_seqlens, *, softmax_scale=None, softcap=None, impl: str = "auto"):
+def decode_attention(q, k_cache, v_cache, cache_seqlens=None, *, softmax_scale=None, softcap=None,
+                     impl: str = "auto"):
     """q (B, Hq, D), k/v cache (B, S, Hkv, D), cache_seqlens (B,) int32 in [1, S] -> (B, Hq, D).
+    cache_seqlens None: every row attends to all S entries (beam search, equal lengths; no mask built).
 
     Generation's one-token step against a KV cache; forward only. softcap (as in attention) is
     torch-only: impl="auto" falls back to torch, "cuda" refuses it.
@@ -169,6 +171,8 @@ def decode_attention(q, k_cache, v_cache, cache_seqlens, *, softmax_scale=None, 
         from bigseq.kernels.cuda.ops import decode_attention as cuda_decode
 
         if status[0] and q.dtype in KERNEL_DTYPES and q.shape[-1] in SUPPORTED_HEAD_DIMS:
+            if cache_seqlens is None:
+                cache_seqlens = torch.full((q.shape[0],), k_cache.shape[1], dtype=torch.int32, device=q.device)
             return cuda_decode(q, k_cache, v_cache, cache_seqlens, softmax_scale=softmax_scale)
         if impl == "cuda":
             raise ValueError(f"q: impl='cuda' supports head dims {SUPPORTED_HEAD_DIMS} and fp32/fp16/bf16, "

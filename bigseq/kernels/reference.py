@@ -86,17 +86,20 @@ def _packed_attention(q_THD, k_THD, v_THD, *, causal, softmax_scale, cu_seqlens,
 
 
 def decode_attention(q_BHD, k_cache_BSHD, v_cache_BSHD, cache_seqlens, *, softmax_scale, softcap=None):
-    """One query token per sequence against the first cache_seqlens[b] cache entries."""
+    """One query token per sequence against the first cache_seqlens[b] cache entries (None: all of them)."""
     S = k_cache_BSHD.shape[1]
-    valid_BS = torch.arange(S, device=q_BHD.device)[None, :] < cache_seqlens[:, None].long()
+    valid_BS = None
+    if cache_seqlens is not None:
+        valid_BS = torch.arange(S, device=q_BHD.device)[None, :] < cache_seqlens[:, None].long()
     q_ = q_BHD.unsqueeze(2)  # (B, Hq, 1, D)
     k_, v_ = (t.transpose(1, 2) for t in (k_cache_BSHD, v_cache_BSHD))
     if softcap is not None:
-        out = softcapped_attention(q_, k_, v_, valid_BS[:, None, None, :], softmax_scale=softmax_scale,
-                                   softcap=softcap)
+        allowed = (torch.ones((), dtype=torch.bool, device=q_BHD.device) if valid_BS is None
+                   else valid_BS[:, None, None, :])
+        out = softcapped_attention(q_, k_, v_, allowed, softmax_scale=softmax_scale, softcap=softcap)
         return out.squeeze(2)
     # every row's cache full (beam search, batched decoding of equal lengths): no mask, SDPA's fast path
-    mask = None if bool(valid_BS.all()) else valid_BS[:, None, None, :]
+    mask = None if valid_BS is None or bool(valid_BS.all()) else valid_BS[:, None, None, :]
     out = F.scaled_dot_product_attention(q_, k_, v_, attn_mask=mask, scale=softmax_scale,
                                          enable_gqa=q_BHD.shape[1] != k_cache_BSHD.shape[2])
     return out.squeeze(2)

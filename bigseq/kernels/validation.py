@@ -154,7 +154,7 @@ def check_linear_cross_entropy(hidden, weight, target, bias, **ce_kwargs) -> Non
 
 
 def check_decode_attention(q, k_cache, v_cache, cache_seqlens) -> None:
-    """q (B, Hq, D), caches (B, S, Hkv, D), cache_seqlens (B,) int32 in [1, S]."""
+    """q (B, Hq, D), caches (B, S, Hkv, D), cache_seqlens (B,) int32 in [1, S] or None (all S)."""
     check_tensor("q", q, ndim=3, dtypes=FLOAT_DTYPES)
     for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
         check_tensor(name, t, ndim=4, dtypes=(q.dtype,), device=q.device)
@@ -163,6 +163,8 @@ def check_decode_attention(q, k_cache, v_cache, cache_seqlens) -> None:
                              f"got {tuple(t.shape)}")
     if k_cache.shape != v_cache.shape:
         raise ValueError(f"v_cache: expected the shape of k_cache {tuple(k_cache.shape)}, got {tuple(v_cache.shape)}")
+    if cache_seqlens is None:
+        return
     check_tensor("cache_seqlens", cache_seqlens, ndim=1, dtypes=(torch.int32,), device=q.device)
     if cache_seqlens.shape[0] != q.shape[0]:
         raise ValueError(f"cache_seqlens: expected {q.shape[0]} entries, got {cache_seqlens.shape[0]}")

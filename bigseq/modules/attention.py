@@ -128,10 +128,9 @@ class SelfAttention(nn.Module):
         and wherever a softcap is set)."""
         if self.window is not None:
             k_BSHD, v_BSHD = k_BSHD[:, -self.window:], v_BSHD[:, -self.window:]
-        B, S = k_BSHD.shape[:2]
-        seqlens_B = torch.full((B,), S, dtype=torch.int32, device=q_B1HD.device)
         impl = "auto" if self.attention_impl in ("auto", "cuda") else "torch"
-        return kernels.decode_attention(q_B1HD[:, 0], k_BSHD, v_BSHD, seqlens_B, softmax_scale=self.softmax_scale,
+        # every row holds as many keys (cache_seqlens None): no lengths to build, check or mask
+        return kernels.decode_attention(q_B1HD[:, 0], k_BSHD, v_BSHD, None, softmax_scale=self.softmax_scale,
                                         softcap=self.softcap, impl=impl).unsqueeze(1)
 
     def _attend(self, q, k, v, cu_seqlens, key_padding_mask) -> torch.Tensor:

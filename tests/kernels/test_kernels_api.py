@@ -65,6 +65,9 @@ def test_reference_decode_attention_masks_past_each_length():
     out = decode_attention(q, kc, vc, lens)
     expected = attention(q[:1, None], kc[:1, :3], vc[:1, :3], causal=False, impl="torch")[0, 0]
     torch.testing.assert_close(out[0], expected)
+    full = torch.full((2,), 10, dtype=torch.int32)
+    torch.testing.assert_close(decode_attention(q, kc, vc), decode_attention(q, kc, vc, full))  # None: all S
+    torch.testing.assert_close(decode_attention(q, kc, vc, softcap=2.0), decode_attention(q, kc, vc, full, softcap=2.0))
 
 
 def softcapped(q, k, v, allowed, scale, cap):

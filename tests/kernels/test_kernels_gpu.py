@@ -107,6 +107,10 @@ def test_cuda_decode_attention(dtype, D):
     ref64 = reference.decode_attention(q.double(), kc.double(), vc.double(), lens, softmax_scale=None)
     ref = reference.decode_attention(q, kc, vc, lens, softmax_scale=None)
     assert_matches("decode out", out, ref64, ref, dtype)
+    every = decode_attention(q, kc, vc, None, impl="cuda")  # no lengths: all S entries
+    assert_matches("decode out, all entries", every, reference.decode_attention(
+        q.double(), kc.double(), vc.double(), None, softmax_scale=None),
+        reference.decode_attention(q, kc, vc, None, softmax_scale=None), dtype)
 
 
 class _TinyLM(torch.nn.Module):
