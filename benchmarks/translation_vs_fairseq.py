@@ -18,6 +18,7 @@ the test split at --beam, batch --gen-batch-size, with both tools; each tool's o
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -62,6 +63,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--gen-batch-size", type=int, default=32)
     p.add_argument("--gen-repeats", type=int, default=3,
                    help="generation runs per tool, alternating, the median kept (this machine's speed drifts)")
+    p.add_argument("--demo-checkpoint", type=Path, default=REPO_ROOT / "translate" / "checkpoints",
+                   help="also time beam search on `make translate`'s trained model and its real test set, "
+                        "where that exists (converted for fairseq with `bigseq convert to-fairseq`)")
     p.add_argument("--quiet-wait", type=float, default=20, help="wait up to this long for other processes to idle")
     p.add_argument("--timeout", type=float, default=1200, help="seconds before a run is killed")
     p.add_argument("--work-dir", type=Path, default=BENCH_DIR / ".peer-work" / "translation")
@@ -124,6 +128,25 @@ def generation_runs(args, fairseq_bin: Path, data: Path, checkpoint: Path, folde
                                  str(folder), *flags])]
 
 
+def demo_generation_runs(args, fairseq_bin: Path) -> list[tuple[str, list[str]]]:
+    """The same pair on the translation demo's trained model and real test set; [] without the demo."""
+    data = args.demo_checkpoint.parent / "data"
+    if not (args.demo_checkpoint / "latest").is_file() or not (data / "metadata.json").is_file():
+        print(f"[skip] no trained demo model in {args.demo_checkpoint} (run `make translate` first)", flush=True)
+        return []
+    converted = args.work_dir / "demo-fairseq.pt"
+    subprocess.run([sys.executable, "-m", "bigseq.cli.main", "convert", "to-fairseq", str(args.demo_checkpoint),
+                    str(converted)], check=True, cwd=REPO_ROOT, capture_output=True)
+    meta = json.loads((data / "metadata.json").read_text())
+    flags = ["--gen-subset", "test", "--beam", str(args.beam), "--batch-size", str(args.gen_batch_size),
+             "--scoring", "bleu", "--quiet"]
+    return [("fairseq-generate, demo model", [str(fairseq_bin / "fairseq-generate"), str(data), "--path",
+                                              str(converted), *flags, "-s", meta["source_lang"], "-t",
+                                              meta["target_lang"], "--cpu", "--required-batch-size-multiple", "1"]),
+            ("bigseq generate, demo model", [str(Path(sys.executable).parent / "bigseq"), "generate", str(data),
+                                             "--path", str(args.demo_checkpoint), *flags])]
+
+
 def run_generation(name: str, command: list[str], log: Path, timeout: float) -> tuple[float | None, str]:
     """-> (sentences/s from the tool's own 'Translated' line, a note)."""
     print(f"[run] {name}", flush=True)
@@ -165,7 +188,7 @@ def main() -> None:
     shutil.rmtree(folder, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "bigseq.cli.main", "convert", "from-fairseq", str(checkpoint), str(folder),
                     "--data", str(data)], check=True, cwd=REPO_ROOT)
-    gen_runs = generation_runs(args, fairseq_bin, data, checkpoint, folder)
+    gen_runs = generation_runs(args, fairseq_bin, data, checkpoint, folder) + demo_generation_runs(args, fairseq_bin)
     rates: dict[str, list[float]] = {name: [] for name, _ in gen_runs}
     notes: dict[str, str] = {}
     for _ in range(args.gen_repeats):  # alternating, so a drift in the machine's speed hits both tools alike
@@ -184,9 +207,9 @@ def main() -> None:
 
     table = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     table += ["| " + " | ".join(row) + " |" for row in table_rows(results, BASELINE)]
-    base = generated[0][1]
     table += ["", "| generation | sentences/s | vs fairseq-generate | notes |", "|---|---|---|---|"]
-    for name, rate, note, _ in generated:
+    for i, (name, rate, note, _) in enumerate(generated):
+        base = generated[i - i % 2][1]  # each bigseq row against the fairseq row before it
         ratio = f"{rate / base:.2f}x" if rate and base else "-"
         table.append(f"| {name} | {f'{rate:.2f}' if rate else 'failed'} | {ratio} | {note} |")
     shown = lambda cmd: " ".join(cmd).replace(str(REPO_ROOT) + "/", "")  # noqa: E731
@@ -196,7 +219,9 @@ def main() -> None:
              f"heads, shared embeddings; data: {args.train_sentences:,} synthetic pairs (vocabulary {args.vocab} a "
              f"side), --max-tokens {args.max_tokens} = {tokens_per_update:,.0f} target tokens per update on "
              f"average; {args.warmup} warmup + {args.updates} timed updates; generation: {args.test_sentences} test "
-             f"sentences, beam {args.beam}, batch {args.gen_batch_size}, --max-len-a 1.2 --max-len-b 10. "
+             f"sentences, beam {args.beam}, batch {args.gen_batch_size}, --max-len-a 1.2 --max-len-b 10; "
+             "demo model (where `make translate` has trained it): its 1.9M-parameter fr-en model and 1,071 "
+             "held-out Bible verses, beam and batch the same, default lengths. "
              f"fairseq venv: {installed_versions(fairseq_bin)}. tokens/s: target tokens over the timed windows on "
              "one clock (peers/measure.py); sentences/s: each tool's own 'Translated' line (median of the "
              f"{args.gen_repeats} alternating runs), which times only the "
@@ -217,9 +242,11 @@ def reading(results: list[RunResult], generated: list) -> str:
         elif ours and rate.get(BASELINE):
             parts.append(f"bigseq {precision} trains at {ours / rate[BASELINE]:.2f}x fairseq's fp32 tokens/s "
                          f"(fairseq-train {precision}: failed)")
-    (_, base, _, _), (_, ours, _, _) = generated
-    if base and ours:
-        parts.append(f"bigseq generate translates {ours / base:.2f}x as many sentences/s as fairseq-generate")
+    for (name, base, _, _), (_, ours, _, _) in zip(generated[::2], generated[1::2]):
+        if base and ours:
+            model = " on the demo model" if "demo" in name else ""
+            parts.append(f"bigseq generate translates {ours / base:.2f}x as many sentences/s as "
+                         f"fairseq-generate{model}")
     return "; ".join(parts) + "."
 
 
