@@ -8,11 +8,13 @@ API (the translation task, the criterions, beam search and the converters code a
 - ``forward_hidden(src_tokens, src_lengths, prev_output_tokens) -> (B, T, D)`` and ``output_weight``
   (V_tgt, D), for --fused-linear-ce; ``output_layer(hidden) -> logits``.
 - ``encode(src_tokens, src_lengths) -> EncoderOut`` (out (B, S, D), padding_mask (B, S) True at pads;
-  ``.select(index)`` reorders or repeats rows for beam search).
+  ``.select(index)`` reorders or repeats rows).
 - ``decode(prev_output_tokens, encoder_out, *, kv_cache=None, start_pos=0) -> logits``: with a cache,
   prev_output_tokens holds only the new tokens, at steps start_pos..; step s sits at position
   pad_idx + 1 + s as in fairseq's incremental decoding. The first cached call stores each layer's
   encoder keys/values in the cache; later calls use those (encoder_out is then not read).
+  encoder_out may have fewer rows than prev_output_tokens, dividing them: G = B / B_enc consecutive
+  token rows then share one encoder row (a sentence's beams), whose keys are stored once.
 - ``make_kv_cache(batch_size, max_len, dtype=None, device=None) -> KVCache``;
   ``reorder_kv_cache(cache, index, cross_attn=True)`` index_selects the rows of every self-attention
   cache and (unless cross_attn=False) of every cross-attention (encoder) cache, in place, and
