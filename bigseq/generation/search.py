@@ -97,15 +97,20 @@ def block_repeated_ngrams(tokens_RT: torch.Tensor, lprobs_RV: torch.Tensor, n: i
 
     tokens_RT: each row's tokens so far, the leading eos included (as fairseq counts it). For n = 1
     the leading eos is skipped: fairseq would ban eos from the first step on and never finish.
+    Vectorized over rows and positions (fairseq's CPU path loops over both in Python): a window
+    starting at i repeats the row's last n-1 tokens -> the token after it, at i + n-1, is banned.
     """
     T = tokens_RT.shape[1]
-    if T + 1 < n:
+    if n == 1:
+        if T > 1:
+            lprobs_RV.scatter_(1, tokens_RT[:, 1:], float("-inf"))
         return
-    for row, seq in enumerate(tokens_RT.tolist()):
-        if n == 1:
-            banned = seq[1:]
-        else:
-            context = seq[T - n + 1:]
-            banned = [seq[i + n - 1] for i in range(T - n + 1) if seq[i:i + n - 1] == context]
-        if banned:
-            lprobs_RV[row, banned] = float("-inf")
+    windows = T - n + 1  # window starts 0 .. T-n; the last n-1 tokens are the context
+    if windows <= 0:
+        return
+    match_RW = torch.ones(tokens_RT.shape[0], windows, dtype=torch.bool, device=tokens_RT.device)
+    for j in range(n - 1):
+        match_RW &= tokens_RT[:, j:j + windows] == tokens_RT[:, T - n + 1 + j, None]
+    rows, starts = match_RW.nonzero(as_tuple=True)
+    if len(rows):
+        lprobs_RV[rows, tokens_RT[rows, starts + n - 1]] = float("-inf")

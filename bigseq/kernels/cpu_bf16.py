@@ -9,7 +9,8 @@ and gradients stay bf16 in memory; the fp32 copies live for one matmul.
 
 Whether a CPU takes this route is measured once per process (``bf16_route``); other devices and
 dtypes are untouched. ``linear`` is the entry point for the models' projections; ``attention``
-(bigseq.kernels.api) takes the same route for its torch path.
+(bigseq.kernels.api) takes the same route for its torch path, and so does the fused
+linear-cross-entropy (bigseq.kernels.loss_functions).
 """
 
 from __future__ import annotations
@@ -104,3 +105,4 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     if weight.dtype is torch.bfloat16 and routes_to_fp32(x):
         return _LinearInFp32.apply(x, weight, bias)
     return F.linear(x, weight, bias)
+

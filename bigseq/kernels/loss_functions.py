@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bigseq.kernels import cpu_bf16
 from bigseq.kernels.reference import reduce_rows, smoothing_coefficients
 
 # allocation seam: tests poison these so a row the chunk loop forgets shows up as NaN
@@ -79,21 +80,29 @@ def _run_chunks(backend, opts, hidden_ND, weight_VD, bias_V, target_N, chunk, gr
         dW = torch.zeros(V, hidden_ND.shape[1], **f32)
         db = torch.zeros(V, **f32) if bias_V is not None else None
         grads = (dh, dW, db)
+    w32 = b32 = None
+    if cpu_bf16.routes_to_fp32(hidden_ND) and weight_VD.dtype is torch.bfloat16:  # see cpu_bf16: faster there
+        w32, b32 = weight_VD.float(), None if bias_V is None else bias_V.float()
     for i in range(0, N, chunk):
         rows = slice(i, min(N, i + chunk))
         h = hidden_ND[rows]
-        logits = F.linear(h, weight_VD, bias_V)
+        logits = F.linear(h, weight_VD, bias_V) if w32 is None else F.linear(h.float(), w32, b32).to(h.dtype)
         if lse_N is None:
             loss[rows], nll[rows], lse[rows] = backend.rows_forward(logits, target_N[rows], **opts)
         if grad_rows is None:
             continue
         g_loss, g_nll = grad_rows(rows)
         d = backend.rows_backward(logits, target_N[rows], lse[rows], g_loss, g_nll, out=logits, **opts)
-        dh[rows] = d @ weight_VD
-        if d.dtype == torch.float32:
-            dW.addmm_(d.t(), h)
+        if w32 is not None:  # the fp32 products; dW accumulates them without rounding to bf16 first
+            d32 = d.float()
+            dh[rows] = d32 @ w32
+            dW.addmm_(d32.t(), h.float())
         else:
-            dW.add_(d.t() @ h)
+            dh[rows] = d @ weight_VD
+            if d.dtype == torch.float32:
+                dW.addmm_(d.t(), h)
+            else:
+                dW.add_(d.t() @ h)
         if db is not None:
             db.add_(d.sum(0, dtype=torch.float32))
     return loss, nll, lse, grads

@@ -216,3 +216,24 @@ def test_largest_by_chunks_equals_topk():
     few = torch.full((2, 50 * CHUNK), float("-inf"))
     few[0, 3], few[1, 4000] = -1.0, -2.0  # fewer finite values than k: topk's own choice
     assert torch.equal(largest(few, 10)[1], few.topk(10).indices)
+
+
+def _banned_by_loop(seq: list[int], n: int) -> set[int]:
+    """fairseq's CPU blocker, row by row: the words after every earlier copy of the last n-1 tokens."""
+    if n == 1:
+        return set(seq[1:])
+    T, context = len(seq), seq[len(seq) - n + 1:]
+    return {seq[i + n - 1] for i in range(T - n + 1) if seq[i:i + n - 1] == context}
+
+
+def test_vectorized_ngram_blocker_bans_what_the_row_loop_bans():
+    from bigseq.generation.search import block_repeated_ngrams
+    gen = torch.Generator().manual_seed(0)
+    for n in (1, 2, 3, 4):
+        for T in (1, 2, 3, 5, 12):
+            tokens = torch.randint(4, 8, (9, T), generator=gen)  # few words: many repeats
+            tokens[:, 0] = EOS
+            lprobs = torch.zeros(9, 8)
+            block_repeated_ngrams(tokens, lprobs, n)
+            for row, seq in zip(lprobs, tokens.tolist()):
+                assert set(torch.isneginf(row).nonzero().flatten().tolist()) == _banned_by_loop(seq, n), (n, seq)

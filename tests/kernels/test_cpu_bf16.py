@@ -95,3 +95,25 @@ def test_a_bad_route_value_is_one_line_naming_the_choices(monkeypatch):
     monkeypatch.setenv("BIGSEQ_CPU_BF16_MATMUL", "fp-32")
     with pytest.raises(BigseqError, match="BIGSEQ_CPU_BF16_MATMUL='fp-32': use native, fp32 or auto"):
         cpu_bf16.linear(torch.zeros(2, 4, dtype=torch.bfloat16), torch.zeros(3, 4, dtype=torch.bfloat16))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_linear_cross_entropy_through_fp32_matches_the_bf16_kernels(monkeypatch, bias):
+    gen = torch.Generator().manual_seed(3)
+    h = torch.randn(40, 32, generator=gen).bfloat16().requires_grad_()
+    w = (torch.randn(96, 32, generator=gen) / 4).bfloat16().requires_grad_()
+    b = torch.randn(96, generator=gen).bfloat16().requires_grad_() if bias else None
+    target = torch.randint(0, 96, (40,), generator=gen)
+    results = {}
+    for route in ("native", "fp32"):
+        monkeypatch.setenv("BIGSEQ_CPU_BF16_MATMUL", route)
+        inputs = [t for t in (h, w, b) if t is not None]
+        for t in inputs:
+            t.grad = None
+        loss, _ = kernels.linear_cross_entropy(h, w, target, bias=b, label_smoothing=0.1, impl="auto",  # CPU rows
+                                               chunk_rows=16)
+        loss.backward()
+        results[route] = [loss.detach(), *(t.grad for t in inputs)]
+    for fast, native in zip(results["fp32"], results["native"]):
+        assert fast.dtype == native.dtype and fast.shape == native.shape
+        torch.testing.assert_close(fast.float(), native.float(), rtol=2e-2, atol=2e-2)

@@ -44,7 +44,9 @@ def loss_and_grads(style: str, chunks: int, fused: bool, recompute: bool = False
 def test_tiled_mlp_changes_no_loss_or_gradient(style, chunks, recompute):
     want_loss, want_grads = loss_and_grads(style, 1, fused=False)
     loss, grads = loss_and_grads(style, chunks, fused=True, recompute=recompute)  # --fused-linear-ce: tiled loss
-    torch.testing.assert_close(loss, want_loss, rtol=0, atol=1e-6)  # seen: bit for bit
+    # seen bit for bit with AVX-512 kernels; 1 ulp apart (7.6e-6 at 88) with AVX2 ones, which block the sums
+    # differently: 2 ulps of fp32 allowed
+    torch.testing.assert_close(loss, want_loss, rtol=2.4e-7, atol=0)
     # weight gradients sum the slices in another order: fp32 rounding of each tensor's scale (gradients of
     # a token SUM, up to ~8; seen: 1.5e-6 at most)
     for name, g in want_grads.items():
