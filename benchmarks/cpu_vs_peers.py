@@ -13,7 +13,8 @@ lr 5e-4. Data: this interpreter's stdlib sources, byte-level BPE, binarized once
 all three tools read the same token ids. The table goes to benchmarks/results/cpu_vs_peers.md.
 fairseq-train runs from its own venv (benchmarks/.peer-venvs/fairseq, created on first use).
 On a shared machine other processes' CPU use is measured per timed window and disturbed windows
-are left out (see benchmarks/peers/measure.py); disturbed runs are repeated while time allows.
+are left out (see benchmarks/peers/measure.py); disturbed runs are repeated while time allows, or
+with --alternate N every run goes N times in turns and the table keeps each one's median.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from peers.report import (  # noqa: E402
     format_markdown,
     format_text_table,
     machine_facts,
+    median_per_run,
     table_rows,
     write_atomically,
 )
@@ -65,6 +67,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--log-interval", type=int, default=5, help="log interval of fairseq-train and bigseq")
     parser.add_argument("--repeats", type=int, default=3,
                         help="rounds; after the first, only runs that other processes disturbed are repeated")
+    parser.add_argument("--alternate", type=int, default=1,
+                        help="run every configuration this many times in turns and keep each one's median run "
+                             "(the machine's speed drifts between runs more than the tools differ); "
+                             "replaces --repeats")
     parser.add_argument("--budget-min", type=float, default=10, help="start no repeat after this many minutes")
     parser.add_argument("--quiet-wait", type=float, default=20,
                         help="before each run, wait up to this many seconds for other processes to go idle")
@@ -141,9 +147,10 @@ def run_rounds(args, runs: list[tuple[str, list[str], dict]]) -> list[RunResult]
     """Round 1 runs everything; later rounds re-run only what other processes disturbed, within the budget."""
     results: list[RunResult] = []
     started = time.monotonic()
-    for round_number in range(1, args.repeats + 1):
+    alternating = args.alternate > 1
+    for round_number in range(1, (args.alternate if alternating else args.repeats) + 1):
         for name, command, env in runs:
-            if round_number > 1:
+            if round_number > 1 and not alternating:
                 if any(r.name == name and (r.all_quiet or r.tokens_per_s is None) for r in results):
                     continue  # undisturbed already, or failed (a failure repeats)
                 if time.monotonic() - started > args.budget_min * 60:
@@ -213,7 +220,7 @@ def main() -> None:
     runs = planned_runs(args, fairseq_bin, data_dir, data["dictionary_size"])
     results = run_rounds(args, runs)
 
-    rows = table_rows(best_per_run(results), BASELINE)
+    rows = table_rows(median_per_run(results) if args.alternate > 1 else best_per_run(results), BASELINE)
     print("\n" + format_text_table(rows))
     facts["torch (HF Trainer, bigseq)"] = importlib.metadata.version("torch")
     facts["transformers"] = importlib.metadata.version("transformers")
@@ -227,7 +234,7 @@ def main() -> None:
         return
     write_atomically(args.output, format_markdown(rows, facts=facts, command=command, setup=setup, details=details,
                                                    commands=commands, interval=args.log_interval,
-                                                   repeats=args.repeats))
+                                                   repeats=args.repeats, alternate=args.alternate))
     print(f"\nwrote {shown([str(args.output)])}")
 
 if __name__ == "__main__":

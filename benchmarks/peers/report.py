@@ -34,6 +34,17 @@ def best_per_run(results: list[RunResult]) -> list[RunResult]:
     return list(best.values())
 
 
+def median_per_run(results: list[RunResult]) -> list[RunResult]:
+    """For each run name (in first-seen order), its run with the median tokens/s (the lower middle one for an
+    even count: always a real run), else its last failure."""
+    names = list(dict.fromkeys(r.name for r in results))
+    kept = []
+    for name in names:
+        done = sorted((r for r in results if r.name == name and r.tokens_per_s), key=lambda r: r.tokens_per_s)
+        kept.append(done[(len(done) - 1) // 2] if done else [r for r in results if r.name == name][-1])
+    return kept
+
+
 def table_rows(results: list[RunResult], baseline: str) -> list[list[str]]:
     base = next((r.tokens_per_s for r in results if r.name == baseline and r.tokens_per_s), None)
     rows = []
@@ -67,7 +78,8 @@ def format_text_table(rows: list[list[str]]) -> str:
 
 
 def format_markdown(rows: list[list[str]], *, facts: dict[str, str], command: str, setup: list[str],
-                    details: list[str], commands: list[str], interval: int, repeats: int) -> str:
+                    details: list[str], commands: list[str], interval: int, repeats: int,
+                    alternate: int = 1) -> str:
     table = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     table += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join([
@@ -79,9 +91,11 @@ def format_markdown(rows: list[list[str]], *, facts: dict[str, str], command: st
         f"tokens/s: the median over windows of {interval} updates (after the warmup) of updates x tokens per "
         "update / seconds between the log lines that close the window, stamped as they arrived from the run: "
         "the same clock for every tool. The machine may be shared: windows in which other processes used "
-        f"{QUIET_LOAD_CORES} cores or more are left out when at least a third of the windows (and 3) were quiet. "
-        f"Up to {repeats} rounds: every configuration runs in round 1; later rounds re-run only those that other "
-        "processes disturbed; the table keeps each configuration's fastest run. "
+        f"{QUIET_LOAD_CORES} cores or more are left out when at least a third of the windows (and 3) were quiet. " +
+        (f"{alternate} rounds in turns: every configuration runs once per round; the table keeps each "
+         "configuration's median run (all runs are listed below). " if alternate > 1 else
+         f"Up to {repeats} rounds: every configuration runs in round 1; later rounds re-run only those that other "
+         "processes disturbed; the table keeps each configuration's fastest run. ") +
         "\"tool's own tokens/s\": the median of the tool's logged throughput over the same "
         "windows, as a cross-check. \"other load\": mean CPU used by other processes in the windows used, "
         f"in cores (of {facts['nproc']}); anything well above 0 means the figure is depressed by sharing.", "",
