@@ -140,8 +140,7 @@ def _cuda_decode_via_attention(q, k, v, cu_seqlens, softmax_scale):
                                                      any(t.requires_grad for t in (q, k, v))):
         raise KernelUnavailableError("impl='cuda' attention covers decoding only (padded, one query token, no "
                                      "gradient); use impl='triton' or 'torch' for training")
-    seqlens = torch.full((q.shape[0],), k.shape[1], dtype=torch.int32, device=q.device)
-    return decode_attention(q[:, 0], k, v, seqlens, softmax_scale=softmax_scale, impl="cuda").unsqueeze(1)
+    return decode_attention(q[:, 0], k, v, None, softmax_scale=softmax_scale, impl="cuda").unsqueeze(1)
 
 
 def decode_attention(q, k_cache, v_cache, cache_seqlens=None, *, softmax_scale=None, softcap=None,

@@ -18,6 +18,18 @@ def _bf16_ulps(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.float() - b.float()).abs() / scale).max().item()
 
 
+def _by_route(monkeypatch, run, *leaves):
+    """route -> [run()'s output, then the gradient of each leaf given (None ones skipped)], for both routes."""
+    inputs = [t for t in leaves if t is not None]
+    results = {}
+    for route in ("native", "fp32"):
+        monkeypatch.setenv("BIGSEQ_CPU_BF16_MATMUL", route)
+        for t in inputs:
+            t.grad = None
+        results[route] = [run().detach(), *(t.grad for t in inputs)]
+    return results
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear_through_fp32_matches_torch_bf16_values_and_gradients(monkeypatch, bias):
     gen = torch.Generator().manual_seed(0)
@@ -25,15 +37,11 @@ def test_linear_through_fp32_matches_torch_bf16_values_and_gradients(monkeypatch
     w = (torch.randn(48, 64, generator=gen) / 8).bfloat16().requires_grad_()
     b = torch.randn(48, generator=gen).bfloat16().requires_grad_() if bias else None
     g = torch.randn(3, 5, 48, generator=gen).bfloat16()
-    results = {}
-    for route in ("native", "fp32"):
-        monkeypatch.setenv("BIGSEQ_CPU_BF16_MATMUL", route)
-        inputs = [t for t in (x, w, b) if t is not None]
-        for t in inputs:
-            t.grad = None
+    def run():
         out = cpu_bf16.linear(x, w, b)
         out.backward(g)
-        results[route] = [out.detach(), *(t.grad for t in inputs)]
+        return out
+    results = _by_route(monkeypatch, run, x, w, b)
     for fast, native in zip(results["fp32"], results["native"]):
         assert fast.dtype == torch.bfloat16 and fast.shape == native.shape
         assert _bf16_ulps(fast, native) <= 2  # a rounding apart at most: only the summation order differs
@@ -104,16 +112,12 @@ def test_fused_linear_cross_entropy_through_fp32_matches_the_bf16_kernels(monkey
     w = (torch.randn(96, 32, generator=gen) / 4).bfloat16().requires_grad_()
     b = torch.randn(96, generator=gen).bfloat16().requires_grad_() if bias else None
     target = torch.randint(0, 96, (40,), generator=gen)
-    results = {}
-    for route in ("native", "fp32"):
-        monkeypatch.setenv("BIGSEQ_CPU_BF16_MATMUL", route)
-        inputs = [t for t in (h, w, b) if t is not None]
-        for t in inputs:
-            t.grad = None
+    def run():
         loss, _ = kernels.linear_cross_entropy(h, w, target, bias=b, label_smoothing=0.1, impl="auto",  # CPU rows
                                                chunk_rows=16)
         loss.backward()
-        results[route] = [loss.detach(), *(t.grad for t in inputs)]
+        return loss
+    results = _by_route(monkeypatch, run, h, w, b)
     for fast, native in zip(results["fp32"], results["native"]):
         assert fast.dtype == native.dtype and fast.shape == native.shape
         torch.testing.assert_close(fast.float(), native.float(), rtol=2e-2, atol=2e-2)
