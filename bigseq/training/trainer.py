@@ -83,8 +83,8 @@ class Trainer:
         if self.tp_size > 1:
             lines.append(f"tensor parallel: {self.tp_size} x {self.dp_size} data-parallel (DeepSpeed AutoTP)")
         if shm_allreduce.is_routed():
-            lines.append("gradient all-reduce: DeepSpeed's shared-memory kernel, every rank on this machine "
-                         "(BIGSEQ_SHM_ALLREDUCE=0: gloo)")
+            lines.append("gradient all-reduce and ZeRO all-gather: DeepSpeed's shared-memory kernel, every rank on "
+                         "this machine (BIGSEQ_SHM_ALLREDUCE=0: gloo)")
         if any(map(zero3.is_partitioned, self.model.parameters())):
             lines.append(f"ZeRO-3: built sharded, {zero3.resident_numel(self.model):,} of {self.num_params:,} "
                          f"parameter elements on this rank")
