@@ -180,14 +180,28 @@ def _job_output(workdir: str, job: str) -> str:
         return f.read()
 
 
-def _a_rank_pid(save_dir: str) -> int:
+def _a_rank_pid(save_dir: str) -> int | None:
     """A training rank of the job: `bigseq train` under srun, `python -m bigseq.cli.train` under deepspeed."""
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info["cmdline"] or []
         if save_dir in cmd and (cmd[2:4] == ["-m", "bigseq.cli.train"] or cmd[1:3] == [os.path.join(BIN, "bigseq"),
                                                                                          "train"]):
             return proc.pid
-    raise AssertionError(f"no training process for {save_dir}")
+    return None
+
+
+def _rank_at_update(slurm, job: str, save_dir: str, log: str, updates: int) -> int:
+    """A rank of the job, as soon as `updates` updates are logged.
+
+    The 20 tiny updates take well under a second: the rank is found while the run starts and the
+    log is polled every few ms, so the signal lands long before the run ends, on a slow CPU too."""
+    deadline, pid = time.monotonic() + 240, None
+    while not (pid and os.path.exists(log) and len(train_losses(log)) >= updates):
+        assert time.monotonic() < deadline, f"no update {updates}: {slurm.job_state(job)}"
+        pid = pid or _a_rank_pid(save_dir)
+        time.sleep(0.005 if pid else 0.1)
+    assert len(train_losses(log)) < int(FLAGS[FLAGS.index("--max-update") + 1]), "the run ended before the signal"
+    return pid
 
 
 def _frozen_until_signalled(pid: int, send, sig: int = signal.SIGUSR1) -> None:
@@ -219,13 +233,10 @@ def _run_job(slurm, tmp_path, tiny_data, script, sbatch_args, env=None, interrup
     job = slurm.sbatch(script, sbatch_args, [tiny_data, *FLAGS, "--save-dir", save_dir, "--log-file", log],
                        str(tmp_path), env)
     if interrupt_after:
-        deadline = time.monotonic() + 240
-        while not (os.path.exists(log) and len(train_losses(log)) >= interrupt_after):
-            assert time.monotonic() < deadline, f"no update {interrupt_after}: {slurm.job_state(job)}"
-            time.sleep(0.1)
+        pid = _rank_at_update(slurm, job, save_dir, log, interrupt_after)
         # `scancel --signal`, like --signal=USR1@120, reaches every process of the job's steps (the
         # training ranks) but not the batch shell; --batch (like --signal=B:USR1@120) only the batch shell
-        _frozen_until_signalled(_a_rank_pid(save_dir), lambda: slurm.cmd(
+        _frozen_until_signalled(pid, lambda: slurm.cmd(
             ["scancel", "--signal=USR1", *(["--batch"] if batch_only else []), job], check=True))
         slurm.start_when_requeued(job)
     state, code, restarts = slurm.wait_done(job)
@@ -303,11 +314,8 @@ def test_scancel_sigterm_checkpoints_and_a_resubmitted_job_matches_uninterrupted
     submit = ["launch/slurm/srun_per_gpu.sbatch", ["--ntasks-per-node=2"],
               [tiny_data, *FLAGS, "--save-dir", save_dir, "--log-file", log], str(tmp_path)]
     job = slurm.sbatch(*submit)
-    deadline = time.monotonic() + 240
-    while not (os.path.exists(log) and len(train_losses(log)) >= 5):
-        assert time.monotonic() < deadline, f"no update 5: {slurm.job_state(job)}"
-        time.sleep(0.1)
-    _frozen_until_signalled(_a_rank_pid(save_dir), lambda: slurm.cmd(["scancel", job], check=True), signal.SIGTERM)
+    pid = _rank_at_update(slurm, job, save_dir, log, 5)
+    _frozen_until_signalled(pid, lambda: slurm.cmd(["scancel", job], check=True), signal.SIGTERM)
     assert slurm.wait_done(job)[0] == "CANCELLED"
     deadline = time.monotonic() + 60  # the ranks outlive the batch shell until they have saved
     while _training_processes(save_dir):
