@@ -2,7 +2,8 @@
 
 Each rank's part holds -0.0, +0.0, infinities, a NaN, denormals and random values; the part is
 gathered as a separate tensor, as a view of its own slot in the output (as ZeRO-1/2 pass it) and
-as a view of another rank's slot, in fp32 and bf16, and compared bit for bit with torch.distributed's gloo all-gather.
+as a view of another rank's slot, in fp32 and bf16, and compared bit for bit with torch.distributed's
+gloo all-gather; every one of those gathers must have taken the kernel's route.
 """
 
 import os
@@ -33,6 +34,9 @@ def main() -> None:
 
     deepspeed.init_distributed(dist_backend="gloo")
     assert shm_allreduce.route_all_reduce(), "the shared-memory kernel was not routed"
+    through_kernel = []  # counts the gathers that took the kernel's route (a gloo fallback would pass unseen)
+    gather_by_sum = shm_allreduce._gather_by_sum
+    shm_allreduce._gather_by_sum = lambda *args: (through_kernel.append(1), gather_by_sum(*args))
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     for dtype in (torch.float32, torch.bfloat16):
         mine = part(rank, dtype)
@@ -50,6 +54,7 @@ def main() -> None:
         ds_dist.all_gather_into_tensor(elsewhere, elsewhere[other * n:(other + 1) * n])
         for name, got in (("separate", separate), ("in place", in_place), ("elsewhere", elsewhere)):
             assert torch.equal(bits(got), bits(expected)), f"{dtype} {name}: not gloo's bytes"
+    assert len(through_kernel) == 6, f"{len(through_kernel)} of 6 gathers went through the shared-memory kernel"
     torch.distributed.barrier()
     if rank == 0:
         print("shm all-gather: bit-identical to gloo", flush=True)
