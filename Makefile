@@ -23,6 +23,8 @@ $(VENV)/.installed: setup.py Makefile
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev,triton,plot,wandb]"
 	$(PY) -m bigseq.distributed.prebuild_ops
+	@# bytecode once, for every process the suite starts (where PYTHONDONTWRITEBYTECODE=1, each would compile bigseq)
+	$(PY) -m compileall -q bigseq tests launch benchmarks
 	touch $@
 
 quickstart: setup
