@@ -1,4 +1,4 @@
-"""Refuse to start on a JIT-build lock left by a killed build.
+"""JIT builds of DeepSpeed's ops: refuse to start on a lock left by a killed build; always build with one ninja.
 
 torch's cpp_extension (which DeepSpeed uses for its CPU ops: shared-memory
 collectives, CPU Adam) guards each build folder with a `lock` file and waits for
@@ -11,6 +11,7 @@ folder where nothing has changed for ten minutes is one nobody will release.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from bigseq.errors import BigseqError
@@ -57,3 +58,19 @@ def check_build_locks(now: float | None = None) -> None:
                 raise BigseqError(f"{lock} was left {minutes:.0f} min ago by a build of the '{name}' op that was "
                                   f"killed mid-way, and every run would wait on it forever; remove it "
                                   f"(rm {lock}) and run again")
+
+
+def pin_ninja(env=os.environ) -> None:
+    """Build with the ninja installed beside this Python, whatever PATH finds first.
+
+    torch runs the `ninja` on PATH, and ninja 1.12 changed how it hashes build commands: where a
+    machine has two (a distribution's ninja and the pip package DeepSpeed installs beside the
+    interpreter), each takes the other's cached build for a changed command and rebuilds the op,
+    ~30 s per op on 2 cores, every time runs alternate between them (a shell with the venv
+    activated and one without, a SLURM job with another PATH). Putting the interpreter's folder
+    first, as activating the venv does, makes every run of this Python agree.
+    """
+    here = os.path.dirname(sys.executable)
+    path = env.get("PATH", "")
+    if os.path.isfile(os.path.join(here, "ninja")) and path.split(os.pathsep)[0] != here:
+        env["PATH"] = here + os.pathsep + path if path else here

@@ -22,7 +22,7 @@ from typing import NoReturn
 import torch
 
 from bigseq.distributed import shm_allreduce
-from bigseq.distributed.build_locks import check_build_locks
+from bigseq.distributed.build_locks import check_build_locks, pin_ninja
 from bigseq.distributed.hostfile import check_deepspeed_hostfile
 from bigseq.errors import BigseqError
 
@@ -183,6 +183,7 @@ def init_distributed() -> DistEnv:
     _fill_env()
     check_deepspeed_hostfile()
     check_build_locks()  # deepspeed.init_distributed builds the shared-memory op
+    pin_ninja()
     shm_allreduce.set_local_size()  # under torchrun too, DeepSpeed maps its shared-memory all-reduce buffer
     release_shared_memory_at_exit()
     _joined_process_group = True

@@ -19,8 +19,9 @@ def main() -> int:
     name_accelerator()
     from deepspeed.accelerator import get_accelerator
 
-    from bigseq.distributed.build_locks import check_build_locks
+    from bigseq.distributed.build_locks import check_build_locks, pin_ninja
     check_build_locks()  # a lock left by a killed build would hang the compile below
+    pin_ninja()  # the ninja every later run builds with, or they rebuild
     ops = ["CPUAdamBuilder"] + (["ShareMemCommBuilder"] if get_accelerator().device_name() == "cpu" else [])
     start = time.monotonic()
     for op in ops:

@@ -1,11 +1,13 @@
-"""A JIT-build lock nobody will release stops the run with a line saying so, instead of a silent hang."""
+"""A JIT-build lock nobody will release stops the run with a line saying so, instead of a silent hang; every run
+builds with the same ninja."""
 
 import os
+import sys
 import time
 
 import pytest
 
-from bigseq.distributed.build_locks import STALE_AFTER_S, check_build_locks
+from bigseq.distributed.build_locks import STALE_AFTER_S, check_build_locks, pin_ninja
 from bigseq.errors import BigseqError
 
 
@@ -50,3 +52,17 @@ def test_no_lock_no_extensions_folder(op_folder, tmp_path, monkeypatch):
     check_build_locks()
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "missing"))
     check_build_locks()
+
+
+def test_the_ninja_beside_the_interpreter_goes_first(tmp_path, monkeypatch):
+    here = str(tmp_path / "bin")
+    os.mkdir(here)
+    monkeypatch.setattr(sys, "executable", os.path.join(here, "python"))
+    env = {"PATH": "/usr/bin:/bin"}
+    pin_ninja(env)
+    assert env["PATH"] == "/usr/bin:/bin"  # no ninja there: PATH's own stays
+    (tmp_path / "bin" / "ninja").touch()
+    pin_ninja(env)
+    assert env["PATH"] == f"{here}:/usr/bin:/bin"
+    pin_ninja(env)
+    assert env["PATH"] == f"{here}:/usr/bin:/bin"  # once

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from .runner import BIN, ROOT, TINY, TRAIN_PY, free_port, train, train_losses
+from .runner import BIN, MULTI_RANK, ROOT, TINY, TRAIN_PY, free_port, train, train_losses
 
 UPDATES = 30
 FLAGS = ["--max-update", str(UPDATES), "--save-interval-updates", "5", "--disable-validation", "--zero-stage", "1"]
@@ -48,7 +48,7 @@ def _kill_rank_after_first_checkpoint(agent: subprocess.Popen, save_dir: str, ra
 
 def test_killed_rank_restarts_and_resumes_exactly(tiny_data, tmp_path):
     straight_log, faulted_log = str(tmp_path / "straight.jsonl"), str(tmp_path / "faulted.jsonl")
-    train(tiny_data, [*FLAGS, "--save-dir", str(tmp_path / "straight")], nproc=2, launcher="torchrun",
+    train(tiny_data, [*FLAGS, "--save-dir", str(tmp_path / "straight")], nproc=2, launcher=MULTI_RANK,
           log_file=straight_log)
 
     save_dir = str(tmp_path / "faulted")

@@ -54,10 +54,8 @@ def ops_built():
     """DeepSpeed's JIT ops (CPU Adam, shared-memory all-reduce) compiled outside the cap, as a cluster
     image ships them prebuilt: a first build would run g++ inside a rank's cgroup, which is not sized
     for a compiler."""
-    build = ("from deepspeed.accelerator import get_accelerator\n"
-             "for op in ('CPUAdamBuilder', 'ShareMemCommBuilder'):\n"
-             "    get_accelerator().create_op_builder(op).load()")
-    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "bigseq.distributed.prebuild_ops"], check=True, capture_output=True,
+                   timeout=600)
 
 
 @pytest.fixture(scope="module")
