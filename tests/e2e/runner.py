@@ -165,7 +165,7 @@ def train(data: str, args: list[str], *, nproc: int = 1, launcher: str = "bigseq
     process. base: the flags before ``args`` (the tiny LM's; TINY_TRANSLATION for a translation model)."""
     flags = [data, *base, *args] + (["--log-file", log_file] if log_file else [])
     if launcher == "ranks" and warm_start.can_start([sys.executable, TRAIN_PY]):
-        proc = warm_start.run_ranks(nproc, [TRAIN_PY, *flags], cwd=ROOT, timeout=timeout,
+        proc = warm_start.run_ranks(nproc, [TRAIN_PY, *flags], port=free_port(), cwd=ROOT, timeout=timeout,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         return _checked(proc, check)
     if launcher == "ranks":  # BIGSEQ_TEST_COLD_START=1

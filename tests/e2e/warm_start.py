@@ -128,12 +128,14 @@ def run(cmd: list[str], *, cwd: str, env: dict, timeout: float) -> subprocess.Co
     return _get_server().run({"cmd": cmd, "cwd": cwd, "env": env}, timeout)
 
 
-def run_ranks(nproc: int, script: list[str], *, cwd: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
+def run_ranks(nproc: int, script: list[str], *, port: int, cwd: str, env: dict,
+              timeout: float) -> subprocess.CompletedProcess:
     """`python SCRIPT ARGS` as nproc local ranks of one job, each forked from the warm server with the variables
-    a launcher gives it (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT; and, as
+    a launcher gives it (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT=port; and, as
     torchrun does, OMP_NUM_THREADS=1 unless set). As torchrun and DeepSpeed's launcher do, a failed rank stops
     the others (SIGTERM, then SIGKILL after 10 s); the exit code is the first failed rank's, else 0."""
-    return _get_server().run({"cmd": [sys.executable, *script], "cwd": cwd, "env": env, "ranks": nproc}, timeout)
+    return _get_server().run({"cmd": [sys.executable, *script], "cwd": cwd, "env": {**env, "MASTER_PORT": str(port)},
+                              "ranks": nproc}, timeout)
 
 
 def _get_server() -> _Server:
@@ -208,7 +210,6 @@ def _launch_ranks(cmd: list[str], nproc: int) -> None:
     env.setdefault("OMP_NUM_THREADS", "1")
     env.update(WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc))
     env.setdefault("MASTER_ADDR", "127.0.0.1")
-    env.setdefault("MASTER_PORT", str(_free_port()))
     ranks = {}
     for rank in range(nproc):
         pid = os.fork()
@@ -238,12 +239,6 @@ def _signal_all(pids, sig) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _become(cmd: list[str]) -> None:
