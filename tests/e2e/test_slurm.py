@@ -290,7 +290,8 @@ def test_time_limit_warning_from_slurm_itself_checkpoints_and_requeues(slurm, ti
     try:
         while not (os.path.exists(out_path) and "requeueing" in _job_output(str(tmp_path), job)):
             state = slurm.job_state(job)
-            assert state[0] in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED"), f"job {job} {state}"
+            # SIGNALING: SLURM delivering the --signal this test waits for
+            assert state[0] in ("PENDING", "RUNNING", "SIGNALING", "COMPLETING", "REQUEUED"), f"job {job} {state}"
             assert time.monotonic() - started < 120, f"no time-limit signal: {state}\n{slurm.logs()}"
             time.sleep(0.5)
         out = _job_output(str(tmp_path), job)
